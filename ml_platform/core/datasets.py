@@ -1,0 +1,181 @@
+"""Data sources: the bundled dataset, a synthetic generator, and CSV/Parquet files.
+
+Every source returns a frame plus the declared feature set (`DatasetSpec`) that the
+validation schema is derived from. No Dagster import: the resource layer wraps these.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+
+class DataSourceError(RuntimeError):
+    """A source could not be read; the message names the source and the reason."""
+
+    def __init__(self, source: str, reason: str) -> None:
+        super().__init__(f"data source {source!r} could not be read: {reason}")
+        self.source = source
+        self.reason = reason
+
+
+@dataclass(frozen=True)
+class FeatureSpec:
+    """One numeric feature: its column, whether nulls are allowed, and known value bounds."""
+
+    name: str
+    nullable: bool = False
+    min_value: float | None = None
+    max_value: float | None = None
+
+
+@dataclass(frozen=True)
+class DatasetSpec:
+    """The declared feature set of a source: what `validated_data` enforces."""
+
+    features: tuple[FeatureSpec, ...]
+    target: str
+    classes: tuple[int | str, ...] | None = None
+
+    @property
+    def feature_names(self) -> list[str]:
+        return [f.name for f in self.features]
+
+
+@dataclass(frozen=True)
+class SourceData:
+    frame: pd.DataFrame
+    spec: DatasetSpec
+    description: str = ""
+    extra: dict[str, object] = field(default_factory=dict)
+
+
+def _snake_case(name: str) -> str:
+    return re.sub(r"[^0-9a-zA-Z]+", "_", name).strip("_").lower()
+
+
+def load_breast_cancer_source() -> SourceData:
+    """scikit-learn's bundled Wisconsin breast-cancer data (569 rows, 30 features, no network)."""
+    from sklearn.datasets import load_breast_cancer
+
+    bunch = load_breast_cancer(as_frame=True)
+    frame = bunch.frame.rename(columns=_snake_case)
+    features = tuple(
+        # All 30 measurements are non-negative physical quantities (radii, areas, ...).
+        FeatureSpec(name=_snake_case(col), min_value=0.0)
+        for col in bunch.feature_names
+    )
+    spec = DatasetSpec(features=features, target="target", classes=(0, 1))
+    return SourceData(frame=frame, spec=spec, description="sklearn breast_cancer (bundled)")
+
+
+def generate_synthetic(
+    rows: int = 1_000,
+    features: int = 10,
+    positive_fraction: float = 0.5,
+    seed: int = 42,
+    drift_features: tuple[str, ...] | list[str] = (),
+    drift_shift: float = 0.0,
+    drift_scale: float = 1.0,
+) -> SourceData:
+    """A learnable binary-classification frame with an optional covariate-drift knob.
+
+    Features `f0..f{n-1}` are standard normal; the label follows a logistic model of the
+    *undrifted* features, with the intercept set so that `positive_fraction` of rows are
+    positive. Drift then shifts (by `drift_shift` standard deviations) and scales the
+    chosen features, so a model trained on undrifted data sees a changed input distribution.
+    """
+    if rows < 1:
+        raise ValueError(f"synthetic source: rows must be >= 1, got {rows}")
+    if features < 1:
+        raise ValueError(f"synthetic source: features must be >= 1, got {features}")
+    if not 0.0 < positive_fraction < 1.0:
+        raise ValueError(
+            f"synthetic source: positive_fraction must be in (0, 1), got {positive_fraction}"
+        )
+    names = [f"f{i}" for i in range(features)]
+    unknown = sorted(set(drift_features) - set(names))
+    if unknown:
+        raise ValueError(f"synthetic source: drift_features {unknown} not among {names[0]}..{names[-1]}")
+
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((rows, features))
+    weights = rng.uniform(0.5, 1.5, features) * rng.choice([-1.0, 1.0], features)
+    logits = x @ weights / np.sqrt(features) * 3.0
+    # Intercept chosen so the expected share of positives matches the requested balance.
+    threshold = np.quantile(logits, 1.0 - positive_fraction)
+    probabilities = 1.0 / (1.0 + np.exp(-(logits - threshold) * 2.0))
+    target = (rng.random(rows) < probabilities).astype(np.int64)
+
+    for name in drift_features:
+        i = names.index(name)
+        x[:, i] = x[:, i] * drift_scale + drift_shift
+
+    frame = pd.DataFrame(x, columns=names)
+    frame["target"] = target
+    spec = DatasetSpec(features=tuple(FeatureSpec(n) for n in names), target="target", classes=(0, 1))
+    return SourceData(frame=frame, spec=spec, description=f"synthetic {rows}x{features} seed={seed}")
+
+
+def read_table_file(
+    path: str | Path,
+    file_format: str,
+    target_column: str,
+    feature_columns: list[str] | None = None,
+    classes: list[int | str] | None = None,
+) -> SourceData:
+    """A CSV or Parquet file by path; features default to every column but the target."""
+    source = f"{file_format}:{path}"
+    file_path = Path(path)
+    if not file_path.exists():
+        raise DataSourceError(source, "file not found")
+    if not file_path.is_file():
+        raise DataSourceError(source, "not a regular file")
+    try:
+        if file_format == "csv":
+            frame = pd.read_csv(file_path)
+        elif file_format == "parquet":
+            frame = pd.read_parquet(file_path)
+        else:
+            raise DataSourceError(source, f"unknown format {file_format!r} (use csv or parquet)")
+    except DataSourceError:
+        raise
+    except pd.errors.EmptyDataError:
+        raise DataSourceError(source, "the file is empty") from None
+    except Exception as exc:  # noqa: BLE001 - any parser failure is "unreadable", with its reason
+        raise DataSourceError(source, f"unreadable ({type(exc).__name__}: {exc})") from exc
+
+    if frame.empty:
+        raise DataSourceError(source, "the file has no data rows")
+    if target_column not in frame.columns:
+        raise DataSourceError(
+            source, f"target column {target_column!r} not found; columns are {list(frame.columns)}"
+        )
+    names = feature_columns or [c for c in frame.columns if c != target_column]
+    missing = [c for c in names if c not in frame.columns]
+    if missing:
+        raise DataSourceError(source, f"declared feature columns {missing} not found")
+    spec = DatasetSpec(
+        features=tuple(FeatureSpec(n) for n in names),
+        target=target_column,
+        classes=tuple(classes) if classes else None,
+    )
+    return SourceData(frame=frame, spec=spec, description=source)
+
+
+def fingerprint_frame(frame: pd.DataFrame) -> str:
+    """A content hash of a frame: column names, dtypes and every value, row order included.
+
+    Used as the asset's data version and recorded with each model version, so the same
+    data always gets the same fingerprint and any changed value gets a new one.
+    """
+    digest = hashlib.sha256()
+    digest.update("\x1f".join(f"{c}:{t}" for c, t in frame.dtypes.astype(str).items()).encode())
+    row_hashes = pd.util.hash_pandas_object(frame, index=False).to_numpy()
+    digest.update(row_hashes.tobytes())
+    return digest.hexdigest()[:16]

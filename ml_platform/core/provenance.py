@@ -1,0 +1,40 @@
+"""What produced a model: the code version and the versions of the libraries it ran on."""
+
+from __future__ import annotations
+
+import platform
+import subprocess
+from functools import lru_cache
+from importlib import metadata
+from pathlib import Path
+
+_LIBRARIES = ("ml_platform", "scikit-learn", "pandas", "numpy", "pandera", "dagster")
+
+
+@lru_cache(maxsize=1)
+def code_version() -> str:
+    """The git commit of the source tree when there is one (marked -dirty if modified), else the package version."""
+    package_dir = Path(__file__).resolve().parents[2]
+    try:
+        commit = subprocess.run(
+            ["git", "-C", str(package_dir), "rev-parse", "--short=12", "HEAD"],
+            capture_output=True, text=True, timeout=5, check=True,
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "-C", str(package_dir), "status", "--porcelain", "--untracked-files=no"],
+            capture_output=True, text=True, timeout=5, check=True,
+        ).stdout.strip()
+        return f"git:{commit}{'-dirty' if dirty else ''}"
+    except (OSError, subprocess.SubprocessError):
+        return f"ml_platform=={_version('ml_platform')}"
+
+
+def _version(dist: str) -> str:
+    try:
+        return metadata.version(dist)
+    except metadata.PackageNotFoundError:
+        return "unknown"
+
+
+def library_versions() -> dict[str, str]:
+    return {"python": platform.python_version(), **{name: _version(name) for name in _LIBRARIES}}

@@ -1,0 +1,109 @@
+"""Training a candidate: a scikit-learn Pipeline, a stratified holdout split, holdout metrics."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from sklearn.base import ClassifierMixin
+from sklearn.ensemble import GradientBoostingClassifier, RandomForestClassifier
+from sklearn.linear_model import LogisticRegression
+from sklearn.metrics import accuracy_score, f1_score, precision_score, recall_score, roc_auc_score
+from sklearn.model_selection import train_test_split
+from sklearn.pipeline import Pipeline
+from sklearn.preprocessing import StandardScaler
+
+from ml_platform.core.datasets import DatasetSpec
+
+ESTIMATORS: dict[str, type[ClassifierMixin]] = {
+    "logistic_regression": LogisticRegression,
+    "random_forest": RandomForestClassifier,
+    "gradient_boosting": GradientBoostingClassifier,
+}
+DEFAULT_PARAMS: dict[str, dict[str, Any]] = {"logistic_regression": {"max_iter": 1000}}
+
+
+@dataclass(frozen=True)
+class TrainingSettings:
+    estimator: str = "logistic_regression"
+    params: dict[str, Any] | None = None
+    holdout_fraction: float = 0.2
+    seed: int = 42
+
+
+@dataclass(frozen=True)
+class TrainedCandidate:
+    pipeline: Pipeline
+    metrics: dict[str, float]
+    params: dict[str, Any]
+    holdout: pd.DataFrame
+    train_rows: int
+
+
+def build_pipeline(estimator: str, params: dict[str, Any] | None, seed: int) -> Pipeline:
+    if estimator not in ESTIMATORS:
+        raise ValueError(f"unknown estimator {estimator!r}; choose one of {sorted(ESTIMATORS)}")
+    cls = ESTIMATORS[estimator]
+    merged = {**DEFAULT_PARAMS.get(estimator, {}), **(params or {})}
+    if "random_state" in cls().get_params():
+        merged.setdefault("random_state", seed)
+    try:
+        model = cls(**merged)
+    except TypeError as exc:
+        raise ValueError(f"bad hyper-parameters for {estimator}: {exc}") from exc
+    return Pipeline([("scaler", StandardScaler()), ("model", model)])
+
+
+def split_holdout(frame: pd.DataFrame, target: str, fraction: float, seed: int) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Stratified and seeded, so the same data always yields the same holdout rows."""
+    if not 0.0 < fraction < 1.0:
+        raise ValueError(f"holdout_fraction must be in (0, 1), got {fraction}")
+    train, holdout = train_test_split(frame, test_size=fraction, random_state=seed, stratify=frame[target])
+    return train, holdout
+
+
+def evaluate(pipeline: Pipeline, holdout: pd.DataFrame, spec: DatasetSpec) -> dict[str, float]:
+    """Holdout accuracy, precision, recall, F1 and ROC AUC (macro averages for >2 classes)."""
+    x, y = holdout[spec.feature_names], holdout[spec.target]
+    predicted = pipeline.predict(x)
+    binary = y.nunique() <= 2 and len(pipeline.classes_) == 2
+    average = "binary" if binary else "macro"
+    pos_label = pipeline.classes_[1] if binary else 1
+    metrics = {
+        "accuracy": accuracy_score(y, predicted),
+        "precision": precision_score(y, predicted, average=average, pos_label=pos_label, zero_division=0),
+        "recall": recall_score(y, predicted, average=average, pos_label=pos_label, zero_division=0),
+        "f1": f1_score(y, predicted, average=average, pos_label=pos_label, zero_division=0),
+    }
+    if hasattr(pipeline, "predict_proba"):
+        proba = pipeline.predict_proba(x)
+        try:
+            if binary:
+                metrics["roc_auc"] = roc_auc_score(y == pos_label, proba[:, 1])
+            else:
+                metrics["roc_auc"] = roc_auc_score(y, proba, multi_class="ovr", labels=pipeline.classes_)
+        except ValueError:
+            metrics["roc_auc"] = float("nan")  # a holdout with one class has no AUC
+    return {k: round(float(v), 6) for k, v in metrics.items()}
+
+
+def train_candidate(frame: pd.DataFrame, spec: DatasetSpec, settings: TrainingSettings) -> TrainedCandidate:
+    train, holdout = split_holdout(frame, spec.target, settings.holdout_fraction, settings.seed)
+    pipeline = build_pipeline(settings.estimator, settings.params, settings.seed)
+    pipeline.fit(train[spec.feature_names], train[spec.target])
+    params = {k: _jsonable(v) for k, v in pipeline.named_steps["model"].get_params().items()}
+    return TrainedCandidate(
+        pipeline=pipeline,
+        metrics=evaluate(pipeline, holdout, spec),
+        params={"estimator": settings.estimator, **params},
+        holdout=holdout,
+        train_rows=len(train),
+    )
+
+
+def _jsonable(value: Any) -> Any:
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value.item() if isinstance(value, np.generic) else value
+    return repr(value)

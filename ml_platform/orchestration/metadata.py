@@ -1,0 +1,31 @@
+"""Turning frames into metadata the Dagster UI renders as tables."""
+
+
+import math
+
+import dagster as dg
+import pandas as pd
+
+
+def _cell(value: object) -> str | int | float | bool | None:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return None
+    if isinstance(value, (bool, int, float, str)):
+        return value
+    if hasattr(value, "item"):  # numpy scalar
+        return _cell(value.item())
+    return str(value)
+
+
+def frame_table(frame: pd.DataFrame, limit: int = 20) -> dg.TableMetadataValue:
+    """The first `limit` rows of `frame` as a UI table (the row index becomes a `row` column)."""
+    shown = frame.head(limit)
+    if "row" not in shown.columns:
+        shown = shown.rename_axis("row").reset_index()
+    columns = [str(c) for c in shown.columns]
+    schema = dg.TableSchema(columns=[dg.TableColumn(c, "string") for c in columns])
+    records = [
+        dg.TableRecord({c: _cell(v) for c, v in zip(columns, row)})
+        for row in shown.itertuples(index=False, name=None)
+    ]
+    return dg.MetadataValue.table(records=records, schema=schema)
