@@ -46,11 +46,11 @@ def _finite(series: pd.Series) -> pd.Series:
 
 
 def build_schema(spec: DatasetSpec) -> pa.DataFrameSchema:
-    """Declared features are float (coerced, so non-numeric text is reported per cell),
-    finite and within their known bounds; the target must be one of the declared classes."""
+    """Declared features are float, finite and within their known bounds; the target is one
+    of the declared classes."""
     columns: dict[str, pa.Column] = {}
     for feature in spec.features:
-        checks = [pa.Check(_finite, name="finite", error="value is infinite")]
+        checks = [pa.Check(_finite, name="finite")]
         if feature.min_value is not None:
             checks.append(pa.Check.ge(feature.min_value))
         if feature.max_value is not None:
@@ -63,19 +63,27 @@ def build_schema(spec: DatasetSpec) -> pa.DataFrameSchema:
 
 
 def _failure_table(errors: pa.errors.SchemaErrors) -> pd.DataFrame:
-    cases = errors.failure_cases.rename(columns={"index": "row"})
-    table = cases[FAILURE_COLUMNS].copy()
-    # A cell that fails coercion is also reported by the dtype check: keep one row for it.
-    coerced = set(
-        zip(table.loc[table["check"].str.startswith("coerce_dtype"), "column"],
-            table.loc[table["check"].str.startswith("coerce_dtype"), "row"])
-    )
-    duplicate = table["check"].str.startswith("dtype(") & [
-        (c, r) in coerced for c, r in zip(table["column"], table["row"])
-    ]
-    table = table.loc[~duplicate].reset_index(drop=True)
+    table = errors.failure_cases.rename(columns={"index": "row"})[FAILURE_COLUMNS].copy()
     table["failure_case"] = table["failure_case"].astype(str)
     return table
+
+
+def _coerce_features(frame: pd.DataFrame, spec: DatasetSpec) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Numeric features as float, and one failure per non-numeric cell.
+
+    Done before Pandera so that a text cell is reported once, as "numeric", instead of
+    making every other check on its column error out.
+    """
+    coerced = frame.copy()
+    failures = []
+    for name in spec.feature_names:
+        if name not in frame.columns:
+            continue  # Pandera reports missing columns
+        values = pd.to_numeric(frame[name], errors="coerce")
+        bad = values.isna() & frame[name].notna()
+        failures += [(name, "numeric", str(v), row) for row, v in frame.loc[bad, name].items()]
+        coerced[name] = values.astype(float)
+    return coerced, pd.DataFrame(failures, columns=FAILURE_COLUMNS)
 
 
 def validate_frame(frame: pd.DataFrame, spec: DatasetSpec, policy: ValidationPolicy) -> ValidationResult:
@@ -86,13 +94,19 @@ def validate_frame(frame: pd.DataFrame, spec: DatasetSpec, policy: ValidationPol
         )
     schema = build_schema(spec)
     dropped = [c for c in frame.columns if c not in schema.columns]
+    coerced, non_numeric = _coerce_features(frame, spec)
     try:
-        valid = schema.validate(frame, lazy=True)
-        failures = pd.DataFrame(columns=FAILURE_COLUMNS)
-        quarantined = frame.iloc[0:0]
+        valid = schema.validate(coerced, lazy=True)
+        failures = non_numeric
     except pa.errors.SchemaErrors as errors:
         failures = _failure_table(errors)
-        valid, quarantined = _apply_policy(frame, schema, failures, policy)
+        # A non-numeric cell became NaN; it is already reported as "numeric", not as a null.
+        already = set(zip(non_numeric["column"], non_numeric["row"]))
+        is_echo = pd.Series([(c, r) in already for c, r in zip(failures["column"], failures["row"])], dtype=bool)
+        failures = pd.concat([non_numeric, failures.loc[~is_echo.to_numpy()]], ignore_index=True)
+    quarantined = frame.iloc[0:0]
+    if len(failures):
+        valid, quarantined = _apply_policy(frame, coerced, schema, failures, policy)
 
     classes = valid[spec.target].nunique()
     if classes < 2:
@@ -115,7 +129,11 @@ def validate_frame(frame: pd.DataFrame, spec: DatasetSpec, policy: ValidationPol
 
 
 def _apply_policy(
-    frame: pd.DataFrame, schema: pa.DataFrameSchema, failures: pd.DataFrame, policy: ValidationPolicy
+    frame: pd.DataFrame,
+    coerced: pd.DataFrame,
+    schema: pa.DataFrameSchema,
+    failures: pd.DataFrame,
+    policy: ValidationPolicy,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     summary = _summarize(failures)
     frame_level = failures["row"].isna()
@@ -132,7 +150,7 @@ def _apply_policy(
         )
     quarantined = frame.loc[bad_rows]
     # The remaining rows passed every check, so validating them again only coerces dtypes.
-    valid = schema.validate(frame.drop(index=bad_rows), lazy=True)
+    valid = schema.validate(coerced.drop(index=bad_rows), lazy=True)
     return valid, quarantined
 
 

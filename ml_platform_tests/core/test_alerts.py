@@ -1,0 +1,42 @@
+from pathlib import Path
+
+from ml_platform.core.alerts import JsonlAlertFile, Severity, alert_for_failed_check
+
+
+def make(check: str, event_id: int, dagster_severity: str = "ERROR", **metadata):
+    return alert_for_failed_check(
+        asset="trained_model", check=check, dagster_severity=dagster_severity, description=f"{check} failed",
+        metadata=metadata, run_id="run-1", event_id=event_id,
+    )
+
+
+def test_severity_and_action_follow_the_seed_per_check() -> None:
+    assert make("accuracy_above_threshold", 1).severity is Severity.HIGH
+    assert make("accuracy_above_threshold", 1).recommended_action == "Consider retraining model with more recent data"
+    assert make("data_drift", 1).severity is Severity.MEDIUM
+    assert make("pipeline_run_time", 1).severity is Severity.LOW
+    assert make("pipeline_run_time", 1).recommended_action == "Investigate performance bottlenecks"
+
+
+def test_unknown_checks_fall_back_to_dagster_severity_and_metadata_action_wins() -> None:
+    assert make("custom", 1, "ERROR").severity is Severity.HIGH
+    assert make("custom", 1, "WARN").severity is Severity.MEDIUM
+    assert make("custom", 1, recommended_action="Call Bob").recommended_action == "Call Bob"
+
+
+def test_fingerprint_identifies_asset_check_and_model_version() -> None:
+    a = make("accuracy_above_threshold", 1, model_version="v3")
+    assert a.fingerprint == make("accuracy_above_threshold", 2, model_version="v3").fingerprint
+    assert a.fingerprint != make("accuracy_above_threshold", 1, model_version="v4").fingerprint
+
+
+def test_jsonl_file_appends_and_remembers_the_last_event(tmp_path: Path) -> None:
+    channel = JsonlAlertFile(tmp_path / "alerts" / "alerts.jsonl")
+    assert channel.last_event_id() is None and channel.read() == []
+    channel.append([make("accuracy_above_threshold", 5, model_version="v1")])
+    channel.append([make("data_drift", 9, payload="x" * 10_000)])  # longer than one read chunk
+    records = channel.read()
+    assert [r["source_event_id"] for r in records] == [5, 9]
+    assert records[0]["severity"] == "HIGH" and records[0]["run_id"] == "run-1"
+    assert records[0]["message"] == "accuracy_above_threshold failed"
+    assert channel.last_event_id() == 9
