@@ -114,7 +114,7 @@ def validated_data(
 
     quarantine_metadata: dict[str, Any] = {}
     if len(result.quarantined):
-        path = platform_home() / "quarantine" / f"{context.run_id}.csv"
+        path = platform_home() / "quarantine" / f"{context.run.run_id}.csv"
         path.parent.mkdir(parents=True, exist_ok=True)
         result.quarantined.to_csv(path, index_label="row")
         quarantine_metadata = {
@@ -192,7 +192,7 @@ def trained_model(
             "classes": [str(c) for c in spec.classes] if spec.classes else None,
             "code_version": code_version(),
             "library_versions": library_versions(),
-            "run_id": context.run_id,
+            "run_id": context.run.run_id,
             "data_source": validated_data.description,
         },
     )
@@ -279,7 +279,7 @@ def production_model(
     )
     if decision.promote:
         registry.set_alias(
-            "production", candidate.version, reason=decision.reason, run_id=context.run_id, metrics=candidate.metrics
+            "production", candidate.version, reason=decision.reason, run_id=context.run.run_id, metrics=candidate.metrics
         )
         context.log.info(f"promoted {candidate.version}: {decision.reason}")
     else:
