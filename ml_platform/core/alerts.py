@@ -33,7 +33,7 @@ class CheckRule:
 # The seed's wording, per check. Config may override severities (see AlertRules).
 DEFAULT_CHECK_RULES: dict[str, CheckRule] = {
     "accuracy_above_threshold": CheckRule(Severity.HIGH, "Consider retraining model with more recent data"),
-    "pandera_schema": CheckRule(Severity.HIGH, "Inspect the failure table and fix the source data"),
+    "pandera_schema": CheckRule(Severity.MEDIUM, "Inspect the quarantined rows and fix the source data"),
     "data_drift": CheckRule(Severity.MEDIUM, "Review data pipeline and consider model retraining"),
     "prediction_drift": CheckRule(Severity.MEDIUM, "Review data pipeline and consider model retraining"),
     "pipeline_run_time": CheckRule(Severity.LOW, "Investigate performance bottlenecks"),
