@@ -5,12 +5,13 @@ import dagster as dg
 
 from ml_platform.orchestration.assets import ASSETS
 from ml_platform.orchestration.jobs import daily_retrain_schedule, ml_pipeline_job
+from ml_platform.orchestration.rollback import rollback_production_model
 from ml_platform.orchestration.resources import AlertFileResource, ModelRegistryResource, source_from_environment
 from ml_platform.orchestration.sensors import failed_check_alert_sensor
 
 defs = dg.Definitions(
     assets=ASSETS,
-    jobs=[ml_pipeline_job],
+    jobs=[ml_pipeline_job, rollback_production_model],
     schedules=[daily_retrain_schedule()],
     sensors=[failed_check_alert_sensor],
     resources={

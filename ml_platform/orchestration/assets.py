@@ -15,11 +15,12 @@ import pandas as pd
 from ml_platform.core.datasets import DataSourceError, DatasetSpec, SourceData, fingerprint_frame
 from ml_platform.core.promotion import GatePolicy, decide_promotion
 from ml_platform.core.provenance import code_version, library_versions
-from ml_platform.core.registry import RegistryError
+from ml_platform.core.registry import ModelRegistry, RegistryError
 from ml_platform.core.training import TrainingSettings, evaluate, train_candidate
 from ml_platform.core.validation import DataValidationError, ValidationPolicy, validate_frame
 from ml_platform.orchestration.metadata import frame_table
-from ml_platform.orchestration.resources import DataSourceResource, ModelRegistryResource, platform_home
+from ml_platform.core.paths import platform_home
+from ml_platform.orchestration.resources import DataSourceResource, ModelRegistryResource
 
 GROUP = "ml_pipeline"
 ACCURACY_CHECK = "accuracy_above_threshold"
@@ -178,7 +179,8 @@ def trained_model(
         raise dg.Failure(description=f"trained_model: {exc}", allow_retries=False) from exc
 
     spec = validated_data.spec
-    version = model_registry.registry().register(
+    registry = model_registry.registry()
+    version = registry.register(
         candidate.pipeline,
         {
             "params": candidate.params,
@@ -197,6 +199,9 @@ def trained_model(
         },
     )
     context.log.info(f"registered {version.version}: {candidate.metrics}")
+    pruned = registry.prune(model_registry.keep_last)
+    if pruned:
+        context.log.info(f"retention (keep_last={model_registry.keep_last}) deleted {', '.join(pruned)}")
     yield dg.Output(
         CandidateModel(version.version, candidate.metrics, spec, candidate.holdout),
         metadata={
@@ -204,6 +209,8 @@ def trained_model(
             **{f"holdout_{k}": v for k, v in candidate.metrics.items()},
             "params": dg.MetadataValue.json(candidate.params),
             "sha256": version.sha256,
+            "model_card": dg.MetadataValue.md(registry.model_card(version.version)),
+            "model_card_path": registry_link(registry, version.version),
         },
     )
     accuracy, threshold = candidate.metrics["accuracy"], config.min_accuracy
@@ -243,7 +250,17 @@ def latest_check_result(instance: dg.DagsterInstance, check_name: str, model_ver
     return evaluation.passed
 
 
-@dg.asset(group_name=GROUP, kinds={"scikit-learn"})
+def registry_link(registry: ModelRegistry, version: str) -> dg.MetadataValue:
+    location = registry.location(version)
+    return dg.MetadataValue.path(location) if "://" not in location else dg.MetadataValue.url(location)
+
+
+# Every writer of registry aliases runs in this Dagster concurrency pool, so promotions and
+# rollbacks are serialised across runs even on object stores that have no file lock.
+REGISTRY_POOL = "model_registry"
+
+
+@dg.asset(group_name=GROUP, kinds={"scikit-learn"}, pool=REGISTRY_POOL)
 def production_model(
     context: dg.AssetExecutionContext,
     config: PromotionConfig,
@@ -287,6 +304,7 @@ def production_model(
 
     current = registry.alias("production")
     current_metrics = registry.get(current).metrics if current else {}
+    card = {"model_card": registry_link(registry, current)} if current else {}
     return dg.Output(
         {
             "version": current,
@@ -303,6 +321,7 @@ def production_model(
             "checks": dg.MetadataValue.json({k: v for k, v in check_results.items()}),
             "champion_on_candidate_holdout": dg.MetadataValue.json(champion_metrics or {}),
             **{f"production_{k}": v for k, v in current_metrics.items()},
+            **card,
         },
     )
 

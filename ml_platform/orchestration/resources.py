@@ -3,7 +3,6 @@
 
 import os
 from dataclasses import replace
-from pathlib import Path
 from typing import Literal
 
 import dagster as dg
@@ -17,12 +16,8 @@ from ml_platform.core.datasets import (
     load_breast_cancer_source,
     read_table_file,
 )
-from ml_platform.core.registry import ModelRegistry, default_registry_root
-
-
-def platform_home() -> Path:
-    """Where the platform keeps local state: beside the Dagster instance when there is one."""
-    return default_registry_root().parent
+from ml_platform.core.paths import default_registry_root, platform_home
+from ml_platform.core.registry import DEFAULT_KEEP_LAST, ModelRegistry
 
 
 class DataSourceResource(dg.ConfigurableResource):
@@ -80,9 +75,11 @@ def _with_classes(source: SourceData, classes: list[str]) -> SourceData:
 
 
 class ModelRegistryResource(dg.ConfigurableResource):
-    """The model registry; `root` defaults to $DAGSTER_HOME/ml_platform/registry."""
+    """The model registry. `root` is a path or fsspec URL (s3://bucket/prefix needs s3fs);
+    empty means $ML_PLATFORM_REGISTRY, else $DAGSTER_HOME/ml_platform/registry."""
 
     root: str = ""
+    keep_last: int = DEFAULT_KEEP_LAST  # versions kept; aliased versions are never deleted
 
     def registry(self) -> ModelRegistry:
         return ModelRegistry(self.root or default_registry_root())

@@ -1,0 +1,56 @@
+"""The `rollback_production_model` job: put an earlier version back in production."""
+
+import dagster as dg
+
+from ml_platform.core.datasets import DataSourceError
+from ml_platform.core.registry import RegistryError
+from ml_platform.orchestration.assets import REGISTRY_POOL, registry_link
+from ml_platform.orchestration.resources import DataSourceResource, ModelRegistryResource
+
+
+class RollbackConfig(dg.Config):
+    to_version: str | None = None  # default: the `previous` alias
+    reason: str = ""
+
+
+@dg.op(pool=REGISTRY_POOL, out=dg.Out(dict))
+def rollback_production_model_op(
+    context: dg.OpExecutionContext,
+    config: RollbackConfig,
+    model_registry: ModelRegistryResource,
+    data_source: DataSourceResource,
+):
+    """Atomic, recorded in the history, and refused for a version that fails its integrity
+    check or whose features differ from the data source's declared feature set."""
+    registry = model_registry.registry()
+    try:
+        expected = data_source.load().spec.feature_names
+    except (DataSourceError, ValueError, OSError) as exc:
+        # An outage of the source must not block an emergency rollback: fall back to the
+        # feature list of the model being replaced.
+        context.log.warning(f"data source unavailable ({exc}); checking features against production instead")
+        expected = None
+    try:
+        entry = registry.rollback(
+            config.to_version, reason=config.reason or None, run_id=context.run.run_id, expected_features=expected
+        )
+    except RegistryError as exc:
+        raise dg.Failure(description=f"rollback refused: {exc}", allow_retries=False) from exc
+    context.log.info(f"production rolled back: {entry['from_version']} -> {entry['to_version']}")
+    yield dg.AssetMaterialization(
+        asset_key="production_model",
+        description=entry["reason"],
+        metadata={
+            "production_version": entry["to_version"],
+            "rolled_back_from": entry["from_version"] or "none",
+            "decision": entry["reason"],
+            "model_card": registry_link(registry, entry["to_version"]),
+            **{f"production_{k}": v for k, v in entry["metrics"].items()},
+        },
+    )
+    yield dg.Output(entry)
+
+
+@dg.job(name="rollback_production_model", description="Put the previous (or a chosen) model version back in production.")
+def rollback_production_model() -> None:
+    rollback_production_model_op()
