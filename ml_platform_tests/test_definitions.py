@@ -19,7 +19,7 @@ def test_definitions_load_and_validate() -> None:
         "raw_data", "validated_data", "trained_model", "production_model",
     }
     assert set(defs.resources) == {"data_source", "model_registry", "alert_file"}
-    assert repo.get_job("ml_pipeline") is not None
+    assert {j.name for j in repo.get_all_jobs()} >= {"ml_pipeline", "rollback_production_model"}
     assert {s.name for s in repo.schedule_defs} == {"daily_retrain"}
     assert {s.name for s in repo.sensor_defs} == {"failed_check_alert_sensor"}
     upstream = repo.asset_graph.get(dg.AssetKey("production_model")).parent_keys

@@ -1,0 +1,99 @@
+"""`ml-platform models ...`: tables, --json, exit codes."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from sklearn.dummy import DummyClassifier
+
+from ml_platform.cli import main
+from ml_platform.core.registry import ModelRegistry
+
+ML_PLATFORM = str(Path(sys.executable).with_name("ml-platform"))
+
+
+@pytest.fixture
+def root(tmp_path: Path) -> str:
+    registry = ModelRegistry(tmp_path / "registry")
+    for i, accuracy in enumerate([0.91, 0.93, 0.92]):
+        model = DummyClassifier(strategy="constant", constant=i % 2).fit([[0], [1]], [0, 1])
+        registry.register(model, {"metrics": {"accuracy": accuracy, "f1": accuracy - 0.01}, "features": ["x"], "row_count": 10})
+    registry.set_alias("production", "v1", reason="first", run_id="run-a")
+    registry.set_alias("production", "v2", reason="better", run_id="run-b")
+    return str(tmp_path / "registry")
+
+
+def run(root: str, *args: str, capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
+    code = main(["--registry", root, *args])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_list_shows_versions_with_aliases(root: str, capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run(root, "models", "list", capsys=capsys)
+    lines = out.splitlines()
+    assert code == 0 and lines[0].split()[:4] == ["version", "created_at", "aliases", "accuracy"]
+    rows = {line.split()[0]: line for line in lines[2:]}
+    assert set(rows) == {"v1", "v2", "v3"}
+    assert "previous" in rows["v1"] and "production" in rows["v2"] and "0.93" in rows["v2"]
+    code, out, _ = run(root, "models", "list", "--json", capsys=capsys)
+    assert [(r["version"], r["aliases"]) for r in json.loads(out)] == [("v1", "previous"), ("v2", "production"), ("v3", "")]
+
+
+def test_show_prints_the_model_card_or_metadata(root: str, capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run(root, "models", "show", "v2", capsys=capsys)
+    assert code == 0 and out.startswith("# Model v2") and "| accuracy | 0.9300 |" in out
+    code, out, _ = run(root, "models", "show", "v2", "--json", capsys=capsys)
+    assert json.loads(out)["metrics"]["accuracy"] == 0.93
+
+
+def test_history_answers_who_what_when_and_why(root: str, capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run(root, "models", "history", "--json", capsys=capsys)
+    history = json.loads(out)
+    assert [(h["from_version"], h["to_version"], h["run_id"], h["reason"]) for h in history] == [
+        (None, "v1", "run-a", "first"), ("v1", "v2", "run-b", "better"),
+    ]
+    code, out, _ = run(root, "models", "history", capsys=capsys)
+    assert code == 0 and "better" in out.splitlines()[-1] and "run-b" in out.splitlines()[-1]
+
+
+def test_rollback_and_promote_change_production_and_are_recorded(root: str, capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run(root, "models", "rollback", capsys=capsys)
+    assert code == 0 and out.strip() == "production rolled back: v2 -> v1"
+    code, out, _ = run(root, "models", "promote", "v3", "--reason", "hotfix", "--json", capsys=capsys)
+    entry = json.loads(out)
+    assert code == 0 and (entry["from_version"], entry["to_version"], entry["action"]) == ("v1", "v3", "manual-promote")
+    code, out, _ = run(root, "models", "rollback", "--to", "v2", capsys=capsys)
+    assert code == 0 and ModelRegistry(root).aliases() == {"production": "v2", "previous": "v3"}
+    assert [h["action"] for h in ModelRegistry(root).history()][2:] == ["rollback", "manual-promote", "rollback"]
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["models", "show", "v9"], "ml-platform: model version 'v9' not found"),
+        (["models", "rollback", "--to", "v2"], "ml-platform: model version v2 is already in production"),
+        (["models", "promote", "v7"], "ml-platform: model version 'v7' not found"),
+    ],
+)
+def test_failures_exit_non_zero_with_one_line(root: str, capsys: pytest.CaptureFixture[str], args: list[str], message: str) -> None:
+    code, out, err = run(root, *args, capsys=capsys)
+    assert code == 1 and out == "" and err.startswith(message) and err.count("\n") == 1
+
+
+def test_installed_console_script_reads_the_default_registry_location(root: str, tmp_path: Path) -> None:
+    env = {"PATH": "/usr/bin:/bin", "ML_PLATFORM_REGISTRY": root}
+    ok = subprocess.run([ML_PLATFORM, "models", "list", "--json"], capture_output=True, text=True, env=env)
+    assert ok.returncode == 0 and len(json.loads(ok.stdout)) == 3
+    (Path(root) / "versions" / "v1" / "model.pkl").write_bytes(b"tampered")
+    refused = subprocess.run([ML_PLATFORM, "models", "rollback"], capture_output=True, text=True, env=env)
+    assert refused.returncode == 1
+    assert refused.stderr.strip() == (
+        "ml-platform: model version v1: artifact integrity check failed "
+        f"(sha256 {refused.stderr.split('sha256 ')[1].split('...')[0]}... != recorded "
+        f"{ModelRegistry(root).get('v1').sha256[:12]}...); refusing to load"
+    )
+    usage = subprocess.run([ML_PLATFORM, "models", "frobnicate"], capture_output=True, text=True, env=env)
+    assert usage.returncode == 2
