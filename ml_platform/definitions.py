@@ -5,14 +5,22 @@ import dagster as dg
 
 from ml_platform.orchestration.assets import ASSETS
 from ml_platform.orchestration.jobs import daily_retrain_schedule, ml_pipeline_job
+from ml_platform.orchestration.monitoring import (
+    MONITORING_CHECKS,
+    monitoring_every_6_hours_schedule,
+    monitoring_hourly_schedule,
+    monitoring_job,
+    monitoring_report,
+)
 from ml_platform.orchestration.rollback import rollback_production_model
 from ml_platform.orchestration.resources import AlertFileResource, ModelRegistryResource, source_from_environment
 from ml_platform.orchestration.sensors import failed_check_alert_sensor
 
 defs = dg.Definitions(
-    assets=ASSETS,
-    jobs=[ml_pipeline_job, rollback_production_model],
-    schedules=[daily_retrain_schedule()],
+    assets=[*ASSETS, monitoring_report],
+    asset_checks=MONITORING_CHECKS,
+    jobs=[ml_pipeline_job, rollback_production_model, monitoring_job],
+    schedules=[daily_retrain_schedule(), monitoring_hourly_schedule, monitoring_every_6_hours_schedule],
     sensors=[failed_check_alert_sensor],
     resources={
         "data_source": source_from_environment(),

@@ -16,11 +16,13 @@ def test_definitions_load_and_validate() -> None:
     dg.Definitions.validate_loadable(defs)
     repo = defs.get_repository_def()
     assert {k.to_user_string() for k in repo.asset_graph.get_all_asset_keys()} == {
-        "raw_data", "validated_data", "trained_model", "production_model",
+        "raw_data", "validated_data", "trained_model", "production_model", "monitoring_report",
     }
     assert set(defs.resources) == {"data_source", "model_registry", "alert_file"}
-    assert {j.name for j in repo.get_all_jobs()} >= {"ml_pipeline", "rollback_production_model"}
-    assert {s.name for s in repo.schedule_defs} == {"daily_retrain"}
+    assert {s.name: s.cron_schedule for s in repo.schedule_defs} == {
+        "daily_retrain": "0 2 * * *", "monitoring_hourly": "0 * * * *", "monitoring_every_6_hours": "0 */6 * * *",
+    }
+    assert {j.name for j in repo.get_all_jobs()} >= {"ml_pipeline", "rollback_production_model", "monitoring"}
     assert {s.name for s in repo.sensor_defs} == {"failed_check_alert_sensor"}
     upstream = repo.asset_graph.get(dg.AssetKey("production_model")).parent_keys
     assert upstream == {dg.AssetKey("trained_model")}

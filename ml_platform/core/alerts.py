@@ -34,6 +34,7 @@ class CheckRule:
 DEFAULT_CHECK_RULES: dict[str, CheckRule] = {
     "accuracy_above_threshold": CheckRule(Severity.HIGH, "Consider retraining model with more recent data"),
     "pandera_schema": CheckRule(Severity.MEDIUM, "Inspect the quarantined rows and fix the source data"),
+    "production_model_accuracy": CheckRule(Severity.HIGH, "Consider retraining model with more recent data"),
     "data_drift": CheckRule(Severity.MEDIUM, "Review data pipeline and consider model retraining"),
     "prediction_drift": CheckRule(Severity.MEDIUM, "Review data pipeline and consider model retraining"),
     "pipeline_run_time": CheckRule(Severity.LOW, "Investigate performance bottlenecks"),
@@ -86,8 +87,10 @@ def alert_for_failed_check(
         severity = Severity.HIGH if dagster_severity.upper() == "ERROR" else Severity.MEDIUM
         rule = CheckRule(severity, "Open the run in the Dagster UI and inspect the check's metadata")
     action = str(metadata.get("recommended_action") or rule.recommended_action)
+    # A check may carry its configured alert severity in its metadata; it wins over the default.
+    configured = str(metadata.get("alert_severity", "")).upper()
     return Alert(
-        severity=rule.severity,
+        severity=Severity(configured) if configured in Severity.__members__ else rule.severity,
         asset=asset,
         check=check,
         message=description or f"check {check} on {asset} failed",

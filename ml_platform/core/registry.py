@@ -49,6 +49,7 @@ from ml_platform.core.paths import default_registry_root
 
 ALIASES = ("production", "previous", "staging")
 DEFAULT_KEEP_LAST = 20
+_RESERVED_FILES = ("model.pkl", "model_card.md", "metadata.json")
 _VERSION_NAME = re.compile(r"^v(\d+)$")
 _IN_PROCESS_LOCKS: defaultdict[str, threading.Lock] = defaultdict(threading.Lock)
 
@@ -182,8 +183,16 @@ class ModelRegistry:
             return []
         return sorted(int(m.group(1)) for n in names if (m := _VERSION_NAME.match(n)))
 
-    def register(self, model: object, metadata: dict[str, Any]) -> ModelVersion:
-        """Store a new immutable version; returns it with its assigned id."""
+    def register(
+        self, model: object, metadata: dict[str, Any], attachments: dict[str, bytes] | None = None
+    ) -> ModelVersion:
+        """Store a new immutable version; returns it with its assigned id.
+
+        `attachments` are extra files kept with the version (e.g. the drift reference summary).
+        """
+        bad_names = [n for n in attachments or {} if n in _RESERVED_FILES or "/" in n or n.startswith(".")]
+        if bad_names:
+            raise RegistryError(f"attachment names {bad_names} are reserved or invalid")
         data = pickle.dumps(model, protocol=pickle.HIGHEST_PROTOCOL)
         with self._locked():
             version = f"v{max(self._version_numbers(), default=0) + 1}"
@@ -198,6 +207,8 @@ class ModelRegistry:
             "sha256": hashlib.sha256(data).hexdigest(),
         }
         self._write_atomic(self._path("versions", version, "model.pkl"), data)
+        for name, content in (attachments or {}).items():
+            self._write_atomic(self._path("versions", version, name), content)
         self._write_atomic(self._path("versions", version, "model_card.md"), model_card(record).encode())
         self._write_atomic(
             self._path("versions", version, "metadata.json"), json.dumps(record, indent=2, default=str).encode()
@@ -224,6 +235,10 @@ class ModelRegistry:
         if raw is None:
             raise RegistryError(f"model version {version}: model card is missing")
         return raw.decode()
+
+    def attachment(self, version: str, name: str) -> bytes | None:
+        """An extra file stored with the version, or None when it has none by that name."""
+        return self._read(self._path("versions", self.get(version).version, name))
 
     def _verified_artifact(self, version: str) -> tuple[ModelVersion, bytes]:
         model_version = self.get(version)

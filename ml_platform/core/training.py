@@ -38,8 +38,8 @@ class TrainedCandidate:
     pipeline: Pipeline
     metrics: dict[str, float]
     params: dict[str, Any]
+    train: pd.DataFrame
     holdout: pd.DataFrame
-    train_rows: int
 
 
 def build_pipeline(estimator: str, params: dict[str, Any] | None, seed: int) -> Pipeline:
@@ -98,8 +98,8 @@ def train_candidate(frame: pd.DataFrame, spec: DatasetSpec, settings: TrainingSe
         pipeline=pipeline,
         metrics=evaluate(pipeline, holdout, spec),
         params={"estimator": settings.estimator, **params},
+        train=train,
         holdout=holdout,
-        train_rows=len(train),
     )
 
 

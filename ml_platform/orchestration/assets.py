@@ -6,7 +6,7 @@ turns the result into Dagster outputs, metadata and check results.
 
 
 from dataclasses import dataclass, replace
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
 import dagster as dg
@@ -19,6 +19,7 @@ from ml_platform.core.registry import ModelRegistry, RegistryError
 from ml_platform.core.training import TrainingSettings, evaluate, train_candidate
 from ml_platform.core.validation import DataValidationError, ValidationPolicy, validate_frame
 from ml_platform.orchestration.metadata import frame_table
+from ml_platform.core.monitoring import REFERENCE_FILE, build_reference
 from ml_platform.core.paths import platform_home
 from ml_platform.orchestration.resources import DataSourceResource, ModelRegistryResource
 
@@ -187,7 +188,7 @@ def trained_model(
             "metrics": candidate.metrics,
             "data_fingerprint": fingerprint_frame(validated_data.frame),
             "row_count": len(validated_data.frame),
-            "train_rows": candidate.train_rows,
+            "train_rows": len(candidate.train),
             "holdout_rows": len(candidate.holdout),
             "features": spec.feature_names,
             "target": spec.target,
@@ -197,6 +198,8 @@ def trained_model(
             "run_id": context.run.run_id,
             "data_source": validated_data.description,
         },
+        # So monitoring can compare new data with the training data without keeping it.
+        attachments={REFERENCE_FILE: build_reference(candidate.train, spec, candidate.pipeline).to_json()},
     )
     context.log.info(f"registered {version.version}: {candidate.metrics}")
     pruned = registry.prune(model_registry.keep_last)
@@ -260,7 +263,11 @@ def registry_link(registry: ModelRegistry, version: str) -> dg.MetadataValue:
 REGISTRY_POOL = "model_registry"
 
 
-@dg.asset(group_name=GROUP, kinds={"scikit-learn"}, pool=REGISTRY_POOL)
+# The seed's schedule is daily: warn when a day's retrain was missed, fail after two.
+PRODUCTION_FRESHNESS = dg.FreshnessPolicy.time_window(fail_window=timedelta(hours=49), warn_window=timedelta(hours=25))
+
+
+@dg.asset(group_name=GROUP, kinds={"scikit-learn"}, pool=REGISTRY_POOL, freshness_policy=PRODUCTION_FRESHNESS)
 def production_model(
     context: dg.AssetExecutionContext,
     config: PromotionConfig,

@@ -12,7 +12,7 @@ def test_default_candidate_is_scaler_plus_logistic_regression_with_all_holdout_m
     assert type(candidate.pipeline.named_steps["model"]).__name__ == "LogisticRegression"
     assert set(candidate.metrics) == {"accuracy", "precision", "recall", "f1", "roc_auc"}
     assert candidate.metrics["accuracy"] > 0.9
-    assert len(candidate.holdout) == 114 and candidate.train_rows == 455
+    assert len(candidate.holdout) == 114 and len(candidate.train) == 455
     assert candidate.params["estimator"] == "logistic_regression" and candidate.params["max_iter"] == 1000
 
 

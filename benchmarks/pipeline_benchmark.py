@@ -1,0 +1,307 @@
+"""End-to-end cost of the Dagster pipeline vs a plain pandas + scikit-learn script doing the same work.
+
+Every measurement is a subprocess timed from the outside: wall time includes interpreter
+start-up, imports, loading the definitions and (for Dagster) the run's event log in SQLite.
+
+    a. bundled data (569 x 30): `dagster asset materialize -m ml_platform --select '*'` vs
+       `python benchmarks/plain_pipeline.py --source bundled`, --repeat times each, interleaved
+       (A B A B ...), after one untimed warm-up of each; median, min and the ratio of medians
+       (target: <= 2.0).
+    b. synthetic --rows x --features (default 1,000,000 x 10), both ways, --large-repeat times:
+       wall time and peak memory (max RSS of the child's process tree).
+    c. import costs: `python -c "import dagster"`, `python -c "import ml_platform.definitions"`,
+       `python -c "import pandas, sklearn"` and an empty interpreter, for where the time goes.
+
+Isolation: by default each Dagster run gets a fresh temporary DAGSTER_HOME holding a copy of
+dagster_home/dagster.yaml (SQLite run/event storage, registry and IO-manager files inside it),
+so runs share no state and every run registers v1 and promotes it (no champion to compare,
+like the plain script); creating the SQLite databases is then part of every run (about 0.5 s).
+--shared-home instead reuses one home (initialised by the warm-up) for all section-a runs: the
+steady state of a persistent instance, where each run also finds a champion to compare with.
+ML_PLATFORM_* variables (and DAGSTER_HOME) from the caller's environment are removed.
+The synthetic size reaches Dagster as run config (`-c`, resources.data_source.config).
+
+Peak memory: each child is reaped with os.wait4(pid), whose rusage covers that child and its
+waited-for descendants only, so ru_maxrss is per measurement (unlike
+getrusage(RUSAGE_CHILDREN), which is the maximum over all children so far).
+
+A run counts only if it succeeded: exit code 0 and, for Dagster, RUN_SUCCESS in the log and a
+production alias and one new model version (v<n+1>) in the run's registry; otherwise the
+benchmark reports the failure (with the log tail), writes what it has and exits 1.
+
+    python benchmarks/pipeline_benchmark.py                 # all sections, results/pipeline.json
+    python benchmarks/pipeline_benchmark.py --repeat 9 --skip-large
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+DAGSTER = str(BIN / "dagster") if (BIN / "dagster").exists() else (shutil.which("dagster") or "dagster")
+PLAIN = str(REPO / "benchmarks" / "plain_pipeline.py")
+DAGSTER_YAML = REPO / "dagster_home" / "dagster.yaml"
+RATIO_TARGET = 2.0
+STEP_RE = re.compile(r'Finished execution of step "(\w+)" in ([\d.]+)(ms|s)')
+PID_RE = re.compile(r"Executing steps in process \(pid: (\d+)\)")
+
+
+class RunFailed(RuntimeError):
+    pass
+
+
+@dataclass
+class Measurement:
+    label: str
+    wall_s: float
+    max_rss_mb: float
+    user_s: float
+    sys_s: float
+    detail: dict[str, Any] = field(default_factory=dict)
+
+
+def clean_env(**extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ML_PLATFORM_") and k != "DAGSTER_HOME"}
+    env["PYTHONWARNINGS"] = env.get("PYTHONWARNINGS", "")
+    env.update(extra)
+    return env
+
+
+def run_measured(label: str, cmd: list[str], env: dict[str, str], log: Path, timeout: float) -> tuple[Measurement, int, int]:
+    """Run `cmd`, timing it from outside; returns (measurement, exit code, pid)."""
+    with log.open("wb") as out:
+        start = time.perf_counter()
+        proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT)
+        deadline = start + timeout
+        while True:
+            pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
+            if pid:
+                break
+            if time.perf_counter() > deadline:
+                proc.kill()
+                pid, status, usage = os.wait4(proc.pid, 0)
+                break
+            time.sleep(0.005)
+        wall = time.perf_counter() - start
+    code = os.waitstatus_to_exitcode(status)
+    proc.returncode = code  # reaped by wait4; keep Popen from waiting again
+    m = Measurement(label, round(wall, 3), round(usage.ru_maxrss / 1024, 1), round(usage.ru_utime, 2), round(usage.ru_stime, 2))
+    return m, code, proc.pid
+
+
+def new_home() -> Path:
+    home = Path(tempfile.mkdtemp(prefix="bench_dagster_home_"))
+    shutil.copy(DAGSTER_YAML, home / "dagster.yaml")
+    return home
+
+
+def newest_version(home: Path) -> int:
+    """The highest registered version number in the run's registry (0 when there is none)."""
+    versions = home / "ml_platform" / "registry" / "versions"
+    return max((int(p.name[1:]) for p in versions.glob("v*") if p.name[1:].isdigit()), default=0)
+
+
+def dagster_run(label: str, run_config: dict | None, timeout: float, keep: Path | None, home: Path | None = None) -> Measurement:
+    """One `dagster asset materialize` in `home`, or in a fresh DAGSTER_HOME removed afterwards."""
+    shared = home is not None
+    home = home or new_home()
+    try:
+        cmd = [DAGSTER, "asset", "materialize", "-m", "ml_platform", "--select", "*"]
+        if run_config is not None:
+            (home / "run_config.json").write_text(json.dumps(run_config))  # JSON is valid YAML
+            cmd += ["-c", str(home / "run_config.json")]
+        log = home / "run.log"
+        versions_before = newest_version(home)
+        m, code, pid = run_measured(label, cmd, clean_env(DAGSTER_HOME=str(home)), log, timeout)
+        text = log.read_text(errors="replace")
+        state_path = home / "ml_platform" / "registry" / "state.json"
+        production = json.loads(state_path.read_text())["aliases"].get("production") if state_path.exists() else None
+        versions_after = newest_version(home)
+        if (code != 0 or "RUN_SUCCESS" not in text or "RUN_FAILURE" in text or production is None
+                or versions_after != versions_before + 1):
+            tail = "\n".join(text.splitlines()[-25:])
+            raise RunFailed(f"{label}: dagster run failed (exit {code}, production={production}); log tail:\n{tail}")
+        steps = {name: round(float(v) / (1000 if unit == "ms" else 1), 3) for name, v, unit in STEP_RE.findall(text)}
+        step_pids = {int(p) for p in PID_RE.findall(text)}
+        newest = home / "ml_platform" / "registry" / "versions" / f"v{versions_after}"
+        record = json.loads((newest / "metadata.json").read_text())
+        m.detail = {
+            "steps_s": steps,
+            "steps_in_cli_process": step_pids == {pid},
+            "metrics": record["metrics"],
+            "rows": record["row_count"],
+        }
+        if keep is not None:
+            shutil.copy(log, keep / f"{label}-{pid}.log")
+        return m
+    finally:
+        if not shared:
+            shutil.rmtree(home, ignore_errors=True)
+
+
+def plain_run(label: str, args: list[str], timeout: float) -> Measurement:
+    work = Path(tempfile.mkdtemp(prefix="bench_plain_"))
+    try:
+        log = work / "run.log"
+        cmd = [sys.executable, PLAIN, *args, "--out-dir", str(work / "registry")]
+        m, code, _ = run_measured(label, cmd, clean_env(), log, timeout)
+        text = log.read_text(errors="replace")
+        if code != 0:
+            raise RunFailed(f"{label}: plain script failed (exit {code}):\n{text[-3000:]}")
+        result = json.loads(text.strip().splitlines()[-1])
+        m.detail = {"steps_s": result["stages_s"], "import_s": result["import_s"], "metrics": result["metrics"], "rows": result["rows"]}
+        return m
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def summary(ms: list[Measurement]) -> dict[str, Any]:
+    walls = [m.wall_s for m in ms]
+    return {
+        "n": len(ms),
+        "median_s": round(statistics.median(walls), 3),
+        "min_s": round(min(walls), 3),
+        "max_s": round(max(walls), 3),
+        "median_max_rss_mb": round(statistics.median(m.max_rss_mb for m in ms), 1),
+        "runs": [asdict(m) for m in ms],
+    }
+
+
+def fmt_row(cells: list[Any], widths: list[int]) -> str:
+    return "  ".join(str(c).ljust(w) if i == 0 else str(c).rjust(w) for i, (c, w) in enumerate(zip(cells, widths)))
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--repeat", type=int, default=5, help="timed runs of each, bundled data (default 5)")
+    parser.add_argument("--large-repeat", type=int, default=1, help="runs of each at the large size (default 1)")
+    parser.add_argument("--skip-large", action="store_true", help="skip section b (the large synthetic source)")
+    parser.add_argument("--skip-imports", action="store_true", help="skip section c (import costs)")
+    parser.add_argument("--rows", type=int, default=1_000_000)
+    parser.add_argument("--features", type=int, default=10)
+    parser.add_argument("--no-warmup", action="store_true", help="do not run each command once untimed first")
+    parser.add_argument("--timeout", type=float, default=1800.0, help="seconds per run before it is killed")
+    parser.add_argument("--shared-home", action="store_true",
+                        help="section a: reuse one DAGSTER_HOME (initialised by the warm-up) for all Dagster runs, "
+                             "the steady state of a persistent instance, instead of a fresh one per run")
+    parser.add_argument("--keep-logs", type=Path, help="copy each Dagster run's log into this directory")
+    parser.add_argument("--output", type=Path, default=REPO / "benchmarks" / "results" / "pipeline.json")
+    args = parser.parse_args()
+    if args.keep_logs:
+        args.keep_logs.mkdir(parents=True, exist_ok=True)
+
+    results: dict[str, Any] = {
+        "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform(),
+                    "loadavg_start": [round(x, 2) for x in os.getloadavg()]},
+        "started_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    }
+    results["dagster_home"] = "one shared DAGSTER_HOME for section a" if args.shared_home else "fresh DAGSTER_HOME per run"
+    ok = True
+    shared_home = new_home() if args.shared_home else None
+    try:
+        # -- a. bundled --------------------------------------------------------------------
+        if not args.no_warmup:
+            print("warm-up (untimed): one run of each ...", flush=True)
+            dagster_run("warmup", None, args.timeout, None, shared_home)
+            plain_run("warmup", ["--source", "bundled"], args.timeout)
+        dag, plain = [], []
+        for i in range(args.repeat):
+            dag.append(dagster_run("dagster_bundled", None, args.timeout, args.keep_logs, shared_home))
+            plain.append(plain_run("plain_bundled", ["--source", "bundled"], args.timeout))
+            print(f"  bundled {i + 1}/{args.repeat}: dagster {dag[-1].wall_s:.2f} s, plain {plain[-1].wall_s:.2f} s", flush=True)
+        a_dag, a_plain = summary(dag), summary(plain)
+        ratio = round(a_dag["median_s"] / a_plain["median_s"], 2)
+        results["bundled"] = {"dagster": a_dag, "plain": a_plain, "ratio_of_medians": ratio,
+                              "target_ratio": RATIO_TARGET, "meets_target": ratio <= RATIO_TARGET,
+                              "same_metrics": dag[0].detail["metrics"] == plain[0].detail["metrics"]}
+
+        # -- b. large synthetic ----------------------------------------------------------------
+        if not args.skip_large:
+            config = {"resources": {"data_source": {"config": {"kind": "synthetic", "rows": args.rows, "features": args.features}}}}
+            plain_args = ["--source", "synthetic", "--rows", str(args.rows), "--features", str(args.features)]
+            ldag, lplain = [], []
+            for i in range(args.large_repeat):
+                print(f"  synthetic {args.rows:,} x {args.features} {i + 1}/{args.large_repeat} ...", flush=True)
+                ldag.append(dagster_run("dagster_large", config, args.timeout, args.keep_logs))
+                lplain.append(plain_run("plain_large", plain_args, args.timeout))
+            b_dag, b_plain = summary(ldag), summary(lplain)
+            results["large"] = {"rows": args.rows, "features": args.features, "dagster": b_dag, "plain": b_plain,
+                                "ratio_of_medians": round(b_dag["median_s"] / b_plain["median_s"], 2),
+                                "rss_ratio": round(b_dag["median_max_rss_mb"] / b_plain["median_max_rss_mb"], 2),
+                                "same_metrics": ldag[0].detail["metrics"] == lplain[0].detail["metrics"]}
+    except RunFailed as exc:
+        print(f"FAILED: {exc}", file=sys.stderr)
+        results["failure"] = str(exc)
+        ok = False
+    finally:
+        if shared_home is not None:
+            shutil.rmtree(shared_home, ignore_errors=True)
+
+    # -- c. imports ----------------------------------------------------------------------------
+    if not args.skip_imports:
+        snippets = {"python -c pass": "pass", "import pandas, sklearn": "import pandas, sklearn",
+                    "import dagster": "import dagster", "import ml_platform.definitions": "import ml_platform.definitions"}
+        timings: dict[str, list[float]] = {k: [] for k in snippets}
+        scratch = Path(tempfile.mkdtemp(prefix="bench_imports_"))
+        try:
+            for _ in range(3):
+                for name, code in snippets.items():
+                    m, rc, _ = run_measured(name, [sys.executable, "-c", code], clean_env(DAGSTER_HOME=str(scratch)),
+                                            scratch / "log", args.timeout)
+                    if rc == 0:
+                        timings[name].append(m.wall_s)
+        finally:
+            shutil.rmtree(scratch, ignore_errors=True)
+        results["imports"] = {k: {"median_s": round(statistics.median(v), 3), "runs": v} for k, v in timings.items() if v}
+
+    results["machine"]["loadavg_end"] = [round(x, 2) for x in os.getloadavg()]
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    args.output.write_text(json.dumps(results, indent=2))
+
+    # -- table ---------------------------------------------------------------------------------
+    widths = [54, 9, 9, 9, 11]
+    print()
+    print(fmt_row(["what", "median s", "min s", "max s", "peak RSS MB"], widths))
+    print(fmt_row(["-" * 54, "-" * 9, "-" * 9, "-" * 9, "-" * 11], widths))
+    for section, title in (("bundled", "bundled 569x30"), ("large", f"synthetic {args.rows:,}x{args.features}")):
+        if section not in results:
+            continue
+        for who in ("dagster", "plain"):
+            s = results[section][who]
+            name = f"{title}: {'dagster asset materialize' if who == 'dagster' else 'plain_pipeline.py'} (n={s['n']})"
+            print(fmt_row([name, f"{s['median_s']:.2f}", f"{s['min_s']:.2f}", f"{s['max_s']:.2f}", f"{s['median_max_rss_mb']:.0f}"], widths))
+    if "bundled" in results:
+        b = results["bundled"]
+        print(f"\nbundled ratio of medians dagster/plain: {b['ratio_of_medians']:.2f} (target <= {RATIO_TARGET}: "
+              f"{'met' if b['meets_target'] else 'MISSED'}); same holdout metrics: {b['same_metrics']}")
+    if "large" in results:
+        lg = results["large"]
+        print(f"large: time ratio {lg['ratio_of_medians']:.2f}, peak RSS ratio {lg['rss_ratio']:.2f}; same metrics: {lg['same_metrics']}")
+        for who in ("dagster", "plain"):
+            steps = lg[who]["runs"][0]["detail"]["steps_s"]
+            print(f"  {who} steps (s, inside the process): " + ", ".join(f"{k} {v}" for k, v in steps.items()))
+    if "imports" in results:
+        print("\nimports (median of 3, s): " + ", ".join(f"{k} {v['median_s']:.2f}" for k, v in results["imports"].items()))
+    print(f"Dagster instance: {results['dagster_home']}")
+    print(f"load average start {results['machine']['loadavg_start']}, end {results['machine']['loadavg_end']}"
+          f" ({results['machine']['cpus']} CPUs)")
+    print(f"results: {args.output}")
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
