@@ -1,5 +1,6 @@
 """The map of the whole platform: one Definitions object."""
 
+from typing import Any
 
 import dagster as dg
 
@@ -16,19 +17,27 @@ from ml_platform.orchestration.rollback import rollback_production_model
 from ml_platform.orchestration.resources import AlertFileResource, ModelRegistryResource, source_from_environment
 from ml_platform.orchestration.sensors import failed_check_alert_sensor
 
-defs = dg.Definitions(
-    assets=[*ASSETS, monitoring_report],
-    asset_checks=MONITORING_CHECKS,
-    jobs=[ml_pipeline_job, rollback_production_model, monitoring_job],
-    schedules=[daily_retrain_schedule(), monitoring_hourly_schedule, monitoring_every_6_hours_schedule],
-    sensors=[failed_check_alert_sensor],
-    resources={
-        "data_source": source_from_environment(),
-        "model_registry": ModelRegistryResource(),
-        "alert_file": AlertFileResource(),
-    },
-    # Four small sequential steps: in-process execution avoids ~1.5-2 s of process start-up
-    # per step (see benchmarks/). For large data or parallel steps, swap in
-    # dg.multiprocess_executor (or dagster-k8s / dagster-celery) here; the assets don't change.
-    executor=dg.in_process_executor,
-)
+
+
+def build_definitions(resources: dict[str, Any] | None = None) -> dg.Definitions:
+    """The platform's Definitions; `resources` replaces any of the default resources (tests, demos)."""
+    return dg.Definitions(
+        assets=[*ASSETS, monitoring_report],
+        asset_checks=MONITORING_CHECKS,
+        jobs=[ml_pipeline_job, rollback_production_model, monitoring_job],
+        schedules=[daily_retrain_schedule(), monitoring_hourly_schedule, monitoring_every_6_hours_schedule],
+        sensors=[failed_check_alert_sensor],
+        resources={
+            "data_source": source_from_environment(),
+            "model_registry": ModelRegistryResource(),
+            "alert_file": AlertFileResource(),
+            **(resources or {}),
+        },
+        # Small sequential steps: in-process execution avoids ~1.5-2 s of process start-up per
+        # step (see benchmarks/). For large data or parallel steps, swap in
+        # dg.multiprocess_executor (or dagster-k8s / dagster-celery) here; the assets don't change.
+        executor=dg.in_process_executor,
+    )
+
+
+defs = build_definitions()

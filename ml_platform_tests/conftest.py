@@ -63,3 +63,16 @@ def run_pipeline(
         selection=selection,
         raise_on_error=False,
     )
+
+
+def run_job(
+    instance: dg.DagsterInstance,
+    job_name: str,
+    source: DataSourceResource | None = None,
+    run_config: dict[str, Any] | None = None,
+) -> dg.ExecuteInProcessResult:
+    """Run one of the platform's jobs exactly as defined, with `source` as the data source."""
+    from ml_platform.definitions import build_definitions
+
+    job = build_definitions(pipeline_resources(source)).resolve_job_def(job_name)
+    return job.execute_in_process(instance=instance, run_config=run_config or {}, raise_on_error=False)

@@ -15,6 +15,9 @@ import numpy as np
 import pandas as pd
 
 
+CONCEPT_SEED = 20_240_613
+
+
 class DataSourceError(RuntimeError):
     """A source could not be read; the message names the source and the reason."""
 
@@ -105,7 +108,10 @@ def generate_synthetic(
 
     rng = np.random.default_rng(seed)
     x = rng.standard_normal((rows, features))
-    weights = rng.uniform(0.5, 1.5, features) * rng.choice([-1.0, 1.0], features)
+    # The concept (weights) is fixed; `seed` draws a new sample of the same population, so a
+    # model trained on one seed is valid on another unless the drift knob changes the inputs.
+    concept = np.random.default_rng(CONCEPT_SEED)
+    weights = concept.uniform(0.5, 1.5, features) * concept.choice([-1.0, 1.0], features)
     logits = x @ weights / np.sqrt(features) * 3.0
     # Intercept chosen so the expected share of positives matches the requested balance.
     threshold = np.quantile(logits, 1.0 - positive_fraction)
