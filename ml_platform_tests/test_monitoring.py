@@ -114,5 +114,5 @@ def test_monitoring_report_shows_failing_checks_drift_versions_and_charts(traine
     assert "| MEDIUM | raw_data | data_drift | Data drift detected: 2 of 8 features drifted" in report
     assert report.count("| f") >= 8 and "| f2 |" in report
     assert "| v1 |" in report and "production" in report
-    assert report.count("data:image/png;base64,") == 2
+    assert report.count("data:image/svg+xml;base64,") == 2
     assert metadata["failing_high"].value == 1 and metadata["failing_medium"].value == 2 and metadata["drifted_features"].value == 2

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -55,7 +55,8 @@ class SourceData:
     frame: pd.DataFrame
     spec: DatasetSpec
     description: str = ""
-    extra: dict[str, object] = field(default_factory=dict)
+    # Content hash of `frame`, once computed (see fingerprint_frame); saves rehashing downstream.
+    fingerprint: str | None = None
 
 
 def _snake_case(name: str) -> str:

@@ -1,14 +1,14 @@
-"""The monitoring report: Markdown with embedded PNG charts, shown on the asset's page.
+"""The monitoring report: Markdown with embedded SVG charts, shown on the asset's page.
 
 The seed's report (alerts by severity, the latest ones), then per-feature drift, the
-metrics of the last model versions, and two charts. Charts are PNGs inlined as data URIs
-so the Dagster UI renders them without serving any file.
+metrics of the last model versions, and two charts. Charts are SVG images inlined as data
+URIs, so the Dagster UI renders them without serving any file.
 """
 
 from __future__ import annotations
 
 import base64
-import io
+import html
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -39,52 +39,81 @@ def markdown_table(rows: Sequence[dict[str, Any]], columns: Sequence[str]) -> st
     return head + "\n" + "\n".join("| " + " | ".join(cell(r.get(c)) for c in columns) + " |" for r in rows)
 
 
-def _png_data_uri(figure: Any) -> str:
-    buffer = io.BytesIO()
-    figure.savefig(buffer, format="png", dpi=90, bbox_inches="tight")
-    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode()
+def _svg_data_uri(svg: str) -> str:
+    return "data:image/svg+xml;base64," + base64.b64encode(svg.encode()).decode()
+
+
+def _text(x: float, y: float, text: str, anchor: str = "start", size: int = 11) -> str:
+    safe = html.escape(text)
+    return f'<text x="{x:.1f}" y="{y:.1f}" font-size="{size}" text-anchor="{anchor}" font-family="sans-serif">{safe}</text>'
 
 
 def drift_chart(drift_rows: Sequence[dict[str, Any]], threshold: float) -> str:
-    import matplotlib
+    """Horizontal bars of PSI per feature, red above the threshold, with the threshold line.
 
-    matplotlib.use("Agg")  # no display; must precede pyplot
-    import matplotlib.pyplot as plt
+    Plain SVG: no plotting library to import on every run, and it stays sharp when zoomed.
+    """
+    label_width, plot_width, bar, gap, top = 150, 420, 14, 6, 30
+    height = top + len(drift_rows) * (bar + gap) + 30
+    top_value = max([threshold * 1.5, *(float(r["psi"]) for r in drift_rows)])
+    scale = plot_width / top_value
+    parts = [_text(label_width, 18, "Data drift per feature: population stability index (newest data vs training)", size=12)]
+    for i, row in enumerate(drift_rows):
+        y = top + i * (bar + gap)
+        psi = float(row["psi"])
+        colour = "#d9534f" if psi > threshold else "#5b9bd5"
+        parts.append(_text(label_width - 6, y + bar - 3, str(row["feature"]), anchor="end"))
+        parts.append(f'<rect x="{label_width}" y="{y}" width="{max(psi * scale, 1):.1f}" height="{bar}" fill="{colour}"/>')
+        parts.append(_text(label_width + psi * scale + 4, y + bar - 3, f"{psi:.3f}", size=10))
+    x = label_width + threshold * scale
+    bottom = top + len(drift_rows) * (bar + gap)
+    parts.append(f'<line x1="{x:.1f}" y1="{top - 4}" x2="{x:.1f}" y2="{bottom}" stroke="#333" stroke-dasharray="4 3"/>')
+    parts.append(_text(x, bottom + 16, f"threshold {threshold:g}", anchor="middle", size=10))
+    width = label_width + plot_width + 60
+    return _svg_data_uri(
+        f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
+        f'viewBox="0 0 {width} {height}"><rect width="100%" height="100%" fill="white"/>{"".join(parts)}</svg>'
+    )
 
-    names = [r["feature"] for r in drift_rows]
-    values = [r["psi"] for r in drift_rows]
-    figure, axes = plt.subplots(figsize=(7, max(2.0, 0.28 * len(names) + 1)))
-    colours = ["#d9534f" if v > threshold else "#5b9bd5" for v in values]
-    axes.barh(names, values, color=colours)
-    axes.axvline(threshold, color="#444", linestyle="--", linewidth=1, label=f"threshold {threshold}")
-    axes.invert_yaxis()
-    axes.set_xlabel("population stability index")
-    axes.set_title("Data drift per feature (newest data vs training data)")
-    axes.legend(loc="lower right")
-    uri = _png_data_uri(figure)
-    plt.close(figure)
-    return uri
+
+METRIC_COLOURS = {"accuracy": "#1f77b4", "f1": "#ff7f0e", "roc_auc": "#2ca02c"}
 
 
 def metrics_chart(version_rows: Sequence[dict[str, Any]], metrics: Sequence[str] = ("accuracy", "f1", "roc_auc")) -> str:
-    import matplotlib
+    """A line per metric across the listed model versions (holdout scores)."""
+    left, top, plot_width, plot_height = 50, 30, 460, 160
+    values = [float(r[m]) for r in version_rows for m in metrics if r.get(m) is not None]
+    low = min(values, default=0.0)
+    low = max(0.0, min(low - 0.02, 0.95))
+    span = max(1.0 - low, 1e-6)
+    step = plot_width / max(len(version_rows) - 1, 1)
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    def point(i: int, v: float) -> tuple[float, float]:
+        return left + i * step, top + plot_height * (1.0 - (v - low) / span)
 
-    figure, axes = plt.subplots(figsize=(7, 3))
-    versions = [r["version"] for r in version_rows]
-    for metric in metrics:
-        values = [r.get(metric) for r in version_rows]
-        if any(v is not None for v in values):
-            axes.plot(versions, [float("nan") if v is None else v for v in values], marker="o", label=metric)
-    axes.set_ylabel("holdout score")
-    axes.set_title("Holdout metrics of the last model versions")
-    axes.legend(loc="lower left")
-    axes.grid(alpha=0.3)
-    uri = _png_data_uri(figure)
-    plt.close(figure)
-    return uri
+    parts = [_text(left, 18, "Holdout metrics of the last model versions", size=12)]
+    parts.append(f'<rect x="{left}" y="{top}" width="{plot_width}" height="{plot_height}" fill="none" stroke="#ccc"/>')
+    for tick in (low, (low + 1.0) / 2, 1.0):
+        _, y = point(0, tick)
+        parts.append(_text(left - 6, y + 4, f"{tick:.2f}", anchor="end", size=10))
+    for i, row in enumerate(version_rows):
+        x, _ = point(i, low)
+        parts.append(_text(x, top + plot_height + 16, str(row["version"]), anchor="middle", size=10))
+    for j, metric in enumerate(metrics):
+        points = [point(i, float(r[metric])) for i, r in enumerate(version_rows) if r.get(metric) is not None]
+        if not points:
+            continue
+        colour = METRIC_COLOURS.get(metric, "#555")
+        path = " ".join(f"{x:.1f},{y:.1f}" for x, y in points)
+        parts.append(f'<polyline points="{path}" fill="none" stroke="{colour}" stroke-width="2"/>')
+        parts += [f'<circle cx="{x:.1f}" cy="{y:.1f}" r="3" fill="{colour}"/>' for x, y in points]
+        parts.append(f'<rect x="{left + plot_width + 12}" y="{top + j * 18}" width="10" height="10" fill="{colour}"/>')
+        parts.append(_text(left + plot_width + 26, top + j * 18 + 9, metric, size=10))
+    width, height = left + plot_width + 90, top + plot_height + 30
+    return _svg_data_uri(
+        f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
+        f'viewBox="0 0 {width} {height}"><rect width="100%" height="100%" fill="white"/>{"".join(parts)}</svg>'
+    )
 
 
 def render_report(

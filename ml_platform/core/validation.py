@@ -74,15 +74,21 @@ def _coerce_features(frame: pd.DataFrame, spec: DatasetSpec) -> tuple[pd.DataFra
     Done before Pandera so that a text cell is reported once, as "numeric", instead of
     making every other check on its column error out.
     """
-    coerced = frame.copy()
     failures = []
+    converted: dict[str, pd.Series] = {}
     for name in spec.feature_names:
         if name not in frame.columns:
             continue  # Pandera reports missing columns
-        values = pd.to_numeric(frame[name], errors="coerce")
-        bad = values.isna() & frame[name].notna()
-        failures += [(name, "numeric", str(v), row) for row, v in frame.loc[bad, name].items()]
-        coerced[name] = values.astype(float)
+        column = frame[name]
+        if pd.api.types.is_float_dtype(column):
+            continue  # already what the schema wants: no copy
+        values = pd.to_numeric(column, errors="coerce")
+        bad = values.isna() & column.notna()
+        failures += [(name, "numeric", str(v), row) for row, v in column[bad].items()]
+        converted[name] = values.astype(float)
+    # One assign keeps the frame in a single block; column-by-column writes fragment it and
+    # make Pandera's copy expensive at a million rows.
+    coerced = frame.assign(**converted) if converted else frame
     return coerced, pd.DataFrame(failures, columns=FAILURE_COLUMNS)
 
 

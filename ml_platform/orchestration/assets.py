@@ -76,7 +76,7 @@ def raw_data(context: dg.AssetExecutionContext, data_source: DataSourceResource)
     fingerprint = fingerprint_frame(frame)
     context.log.info(f"extracted {len(frame)} rows x {frame.shape[1]} columns from {data_source.describe()}")
     return dg.Output(
-        source,
+        replace(source, fingerprint=fingerprint),
         data_version=dg.DataVersion(fingerprint),
         metadata={
             "source": data_source.describe(),
@@ -127,7 +127,7 @@ def validated_data(
 
     fingerprint = fingerprint_frame(result.valid)
     yield dg.Output(
-        replace(raw_data, frame=result.valid),
+        replace(raw_data, frame=result.valid, fingerprint=fingerprint),
         data_version=dg.DataVersion(fingerprint),
         metadata={
             "dagster/row_count": len(result.valid),
@@ -186,7 +186,7 @@ def trained_model(
         {
             "params": candidate.params,
             "metrics": candidate.metrics,
-            "data_fingerprint": fingerprint_frame(validated_data.frame),
+            "data_fingerprint": validated_data.fingerprint or fingerprint_frame(validated_data.frame),
             "row_count": len(validated_data.frame),
             "train_rows": len(candidate.train),
             "holdout_rows": len(candidate.holdout),
