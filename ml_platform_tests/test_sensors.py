@@ -70,3 +70,18 @@ def test_warn_checks_are_alerted_with_their_configured_severity(instance: dg.Dag
     alerts = {r["check"]: r for r in JsonlAlertFile(tmp_path / "alerts.jsonl").read()}
     assert alerts["pandera_schema"]["severity"] == "MEDIUM"
     assert alerts["pandera_schema"]["message"] == "1 of 100 rows failed the schema and were quarantined"
+
+
+def test_monitoring_check_alerts_carry_their_table_metadata_as_json(instance: dg.DagsterInstance, tmp_path: Path) -> None:
+    from ml_platform.orchestration.resources import DataSourceResource
+    from ml_platform_tests.conftest import run_job
+
+    assert run_job(instance, "ml_pipeline", DataSourceResource(kind="synthetic", rows=2_000, seed=1)).success
+    drifted = DataSourceResource(kind="synthetic", rows=2_000, seed=2, drift_features=["f3"], drift_shift=1.5)
+    run_job(instance, "monitoring", drifted)
+    tick(instance, None, tmp_path / "alerts.jsonl")
+    alerts = {r["check"]: r for r in JsonlAlertFile(tmp_path / "alerts.jsonl").read()}
+    drift = alerts["data_drift"]
+    assert drift["severity"] == "MEDIUM" and drift["model_version"] == "v1"
+    per_feature = {row["feature"]: row for row in drift["metadata"]["features"]}
+    assert per_feature["f3"]["drifted"] is True and per_feature["f0"]["drifted"] is False

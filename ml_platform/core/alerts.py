@@ -3,6 +3,11 @@
 Severity follows the seed's monitor: HIGH (model quality), MEDIUM (data drift),
 LOW (pipeline run time). Checks map to a severity by name; unknown checks fall back
 to their Dagster severity (ERROR -> HIGH, WARN -> MEDIUM).
+
+An alert is FIRING (a check failed) or RESOLVED (a check that was firing passed again).
+Its fingerprint (asset, check, model version, environment) is its identity for
+deduplication and for matching a resolution to what fired. Delivery lives in
+alert_channels (where to), alert_outbox (persisted queue) and alert_dispatch (policy).
 """
 
 from __future__ import annotations
@@ -10,18 +15,45 @@ from __future__ import annotations
 import fcntl
 import hashlib
 import json
+import math
 import os
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from enum import Enum
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
+
+DEFAULT_ENVIRONMENT = "production"
 
 
 class Severity(str, Enum):
     HIGH = "HIGH"
     MEDIUM = "MEDIUM"
     LOW = "LOW"
+
+    @property
+    def rank(self) -> int:
+        """Higher is more severe (HIGH=3)."""
+        return {"HIGH": 3, "MEDIUM": 2, "LOW": 1}[self.value]
+
+
+class AlertState(str, Enum):
+    FIRING = "firing"
+    RESOLVED = "resolved"
+
+
+def run_url(webserver_base_url: str | None, run_id: str | None) -> str | None:
+    """Link to a run in the Dagster UI: <base>/runs/<run_id>; None without a base URL or run."""
+    if not webserver_base_url or not run_id:
+        return None
+    return f"{webserver_base_url.rstrip('/')}/runs/{quote(run_id, safe='')}"
+
+
+def alert_fingerprint(asset: str, check: str, model_version: str | None, environment: str) -> str:
+    """Stable identity of an alert: the same check on the same asset, model version and environment."""
+    key = "|".join([asset, check, model_version or "", environment])
+    return hashlib.sha256(key.encode()).hexdigest()[:16]
 
 
 @dataclass(frozen=True)
@@ -53,21 +85,43 @@ class Alert:
     model_version: str | None = None
     metadata: dict[str, Any] = field(default_factory=dict)
     timestamp: str = field(default_factory=lambda: datetime.now(timezone.utc).isoformat(timespec="seconds"))
+    environment: str = DEFAULT_ENVIRONMENT
+    run_url: str | None = None
+    state: AlertState = AlertState.FIRING
+
+    def __post_init__(self) -> None:
+        # Accept plain strings ("HIGH", "resolved") from config and JSON.
+        object.__setattr__(self, "severity", Severity(self.severity))
+        object.__setattr__(self, "state", AlertState(self.state))
 
     @property
     def fingerprint(self) -> str:
-        """Identity for deduplication: the same check on the same asset and model version."""
-        key = "|".join([self.asset, self.check, self.model_version or ""])
-        return hashlib.sha256(key.encode()).hexdigest()[:16]
+        """Identity for deduplication: the same check on the same asset, model version and environment."""
+        return alert_fingerprint(self.asset, self.check, self.model_version, self.environment)
+
+    @property
+    def firing(self) -> bool:
+        return self.state is AlertState.FIRING
 
     def to_dict(self) -> dict[str, Any]:
-        record = asdict(self)
+        record = {k: getattr(self, k) for k in self.__dataclass_fields__}
+        record["metadata"] = _jsonable(self.metadata)
         record["severity"] = self.severity.value
+        record["state"] = self.state.value
         record["fingerprint"] = self.fingerprint
         return record
 
+    @classmethod
+    def from_dict(cls, record: dict[str, Any]) -> "Alert":
+        """Inverse of to_dict (unknown keys such as "fingerprint" are ignored)."""
+        return cls(**{k: v for k, v in record.items() if k in cls.__dataclass_fields__})
+
     def one_line(self) -> str:
-        return f"[{self.severity.value}] {self.asset}/{self.check}: {self.message} -- Action: {self.recommended_action}"
+        prefix = "RESOLVED " if self.state is AlertState.RESOLVED else ""
+        return (
+            f"{prefix}[{self.severity.value}] {self.asset}/{self.check}: {self.message}"
+            f" -- Action: {self.recommended_action}"
+        )
 
 
 def alert_for_failed_check(
@@ -80,6 +134,8 @@ def alert_for_failed_check(
     run_id: str | None,
     event_id: int | None,
     rules: dict[str, CheckRule] | None = None,
+    environment: str = DEFAULT_ENVIRONMENT,
+    webserver_base_url: str | None = None,
 ) -> Alert:
     rules = DEFAULT_CHECK_RULES if rules is None else rules
     rule = rules.get(check)
@@ -99,11 +155,28 @@ def alert_for_failed_check(
         source_event_id=event_id,
         model_version=_as_str(metadata.get("model_version")),
         metadata=metadata,
+        environment=environment,
+        run_url=run_url(webserver_base_url, run_id),
     )
 
 
 def _as_str(value: Any) -> str | None:
     return None if value is None else str(value)
+
+
+def _jsonable(value: Any) -> Any:
+    """A JSON-serializable copy: containers kept, other leaves as str (as json.dumps(default=str))."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)  # NaN/inf are not JSON
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    if isinstance(value, Enum):
+        return _jsonable(value.value)
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple, set, frozenset)):
+        return [_jsonable(v) for v in value]
+    return str(value)
 
 
 class JsonlAlertFile:

@@ -2,6 +2,8 @@
 
 
 import math
+from collections.abc import Mapping
+from typing import Any
 
 import dagster as dg
 import pandas as pd
@@ -29,3 +31,17 @@ def frame_table(frame: pd.DataFrame, limit: int = 20) -> dg.TableMetadataValue:
         for row in shown.itertuples(index=False, name=None)
     ]
     return dg.MetadataValue.table(records=records, schema=schema)
+
+
+def plain_metadata(metadata: Mapping[str, Any]) -> dict[str, Any]:
+    """Check/asset metadata as JSON-able values (tables become lists of row dicts)."""
+    plain: dict[str, Any] = {}
+    for key, value in metadata.items():
+        if isinstance(value, dg.TableMetadataValue):
+            plain[key] = [dict(record.data) for record in value.records]
+        elif isinstance(value, dg.MetadataValue):
+            inner = value.value
+            plain[key] = inner if isinstance(inner, (str, int, float, bool, list, dict, type(None))) else str(inner)
+        else:
+            plain[key] = value
+    return plain

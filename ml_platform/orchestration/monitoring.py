@@ -29,7 +29,7 @@ from ml_platform.core.monitoring import (
 from ml_platform.core.registry import ModelRegistry
 from ml_platform.core.report import FailedCheck, render_report
 from ml_platform.orchestration.assets import ACCURACY_CHECK, SCHEMA_CHECK, production_model, raw_data
-from ml_platform.orchestration.metadata import frame_table
+from ml_platform.orchestration.metadata import frame_table, plain_metadata
 from ml_platform.orchestration.resources import AlertFileResource, ModelRegistryResource
 
 DATA_DRIFT = "data_drift"
@@ -236,7 +236,7 @@ def monitoring_report(
     for key, (evaluation, record) in latest.items():
         if evaluation.passed:
             continue
-        metadata = {k: getattr(v, "value", v) for k, v in evaluation.metadata.items()}
+        metadata = plain_metadata(evaluation.metadata)
         alert = alert_for_failed_check(
             asset=key.asset_key.to_user_string(), check=key.name, dagster_severity=evaluation.severity.value,
             description=evaluation.description, metadata=metadata, run_id=record.run_id, event_id=None,

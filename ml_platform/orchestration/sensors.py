@@ -6,19 +6,14 @@ reads strictly after it, in ascending order, so nothing is emitted twice or skip
 """
 
 
-from typing import Any
-
 import dagster as dg
 from dagster._core.events import DagsterEventType
 
 from ml_platform.core.alerts import Alert, alert_for_failed_check
+from ml_platform.orchestration.metadata import plain_metadata
 from ml_platform.orchestration.resources import AlertFileResource
 
 MAX_EVALUATIONS_PER_TICK = 1_000
-
-
-def _metadata_values(metadata: dict[str, dg.MetadataValue]) -> dict[str, Any]:
-    return {k: getattr(v, "value", v) for k, v in metadata.items()}
 
 
 def read_failed_check_alerts(
@@ -45,7 +40,7 @@ def read_failed_check_alerts(
                 check=evaluation.check_name,
                 dagster_severity=evaluation.severity.value,
                 description=evaluation.description,
-                metadata=_metadata_values(dict(evaluation.metadata)),
+                metadata=plain_metadata(evaluation.metadata),
                 run_id=record.run_id,
                 event_id=record.storage_id,
             )
