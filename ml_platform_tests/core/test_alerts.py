@@ -40,3 +40,43 @@ def test_jsonl_file_appends_and_remembers_the_last_event(tmp_path: Path) -> None
     assert records[0]["severity"] == "HIGH" and records[0]["run_id"] == "run-1"
     assert records[0]["message"] == "accuracy_above_threshold failed"
     assert channel.last_event_id() == 9
+
+
+def test_fingerprint_also_identifies_the_environment_and_ignores_state() -> None:
+    from dataclasses import replace
+
+    a = make("accuracy_above_threshold", 1, model_version="v3")
+    assert a.environment == "production" and a.state.value == "firing" and a.run_url is None
+    assert replace(a, environment="staging").fingerprint != a.fingerprint
+    assert replace(a, state="resolved").fingerprint == a.fingerprint
+    assert replace(a, severity="LOW").severity is Severity.LOW  # strings from config are accepted
+
+
+def test_to_dict_is_json_and_round_trips() -> None:
+    import json
+    from datetime import datetime
+
+    from ml_platform.core.alerts import Alert, AlertState
+
+    a = make("data_drift", 3, when=datetime(2024, 1, 1), score=float("inf"), nested={"k": (1, 2)})
+    record = json.loads(json.dumps(a.to_dict(), allow_nan=False))
+    assert record["state"] == "firing" and record["environment"] == "production" and record["fingerprint"] == a.fingerprint
+    assert record["metadata"] == {"when": "2024-01-01 00:00:00", "score": "inf", "nested": {"k": [1, 2]}}
+    back = Alert.from_dict(record)
+    assert back.fingerprint == a.fingerprint and back.state is AlertState.FIRING and back.severity is Severity.MEDIUM
+
+
+def test_run_url_and_environment_from_the_check_helper() -> None:
+    from ml_platform.core.alerts import run_url
+
+    assert run_url("http://localhost:3000/", "abc-1") == "http://localhost:3000/runs/abc-1"
+    assert run_url(None, "abc") is None and run_url("http://x", None) is None
+    a = alert_for_failed_check(
+        asset="trained_model", check="custom", dagster_severity="WARN", description=None, metadata={"alert_severity": "low"},
+        run_id="r9", event_id=4, environment="staging", webserver_base_url="https://dagster.example.com",
+    )
+    assert a.severity is Severity.LOW and a.environment == "staging"
+    assert a.run_url == "https://dagster.example.com/runs/r9"
+    from dataclasses import replace
+
+    assert replace(a, state="resolved").one_line().startswith("RESOLVED [LOW] trained_model/custom")
