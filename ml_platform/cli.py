@@ -1,6 +1,7 @@
-"""`ml-platform`: the registry from the command line (no Dagster import, so it starts fast).
+"""`ml-platform`: the registry and the alerts from the command line (no Dagster import).
 
     ml-platform models list | show VERSION | history | promote VERSION | rollback [--to VERSION]
+    ml-platform alerts list | outbox | dead-letters | requeue DELIVERY_ID
 
 Readable tables by default, `--json` for scripts. Exit status 0 on success; otherwise
 non-zero with a one-line reason on stderr.
@@ -11,10 +12,14 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import time
 from collections.abc import Sequence
 from typing import Any
 
-from ml_platform.core.paths import default_registry_root
+from pathlib import Path
+
+from ml_platform.core.alert_outbox import AlertOutbox
+from ml_platform.core.paths import default_registry_root, platform_home
 from ml_platform.core.registry import ModelRegistry, RegistryError
 
 
@@ -46,8 +51,30 @@ def _version_rows(registry: ModelRegistry) -> list[dict[str, Any]]:
     ]
 
 
+def _run_alerts(args: argparse.Namespace) -> tuple[Any, str]:
+    outbox_path = Path(args.outbox or platform_home() / "alerts.db")
+    if not outbox_path.exists():
+        raise RegistryError(f"no alert outbox at {outbox_path} yet (no alert was ever raised there)")
+    outbox = AlertOutbox(outbox_path)
+    if args.command == "list":
+        records = [r.to_dict() for r in outbox.alerts(limit=args.limit)]
+        return records, format_table(records, ["submitted_at", "state", "severity", "asset", "check", "outcome", "channels", "message"])
+    if args.command in ("outbox", "dead-letters"):
+        deliveries = outbox.pending() if args.command == "outbox" else outbox.dead_letters()
+        rows = [{**d.to_dict(), "alerts": len(d.alerts)} for d in deliveries]
+        columns = ["id", "channel", "status", "attempts", "alerts", "next_attempt_at", "last_error"]
+        return [d.to_dict() for d in deliveries], format_table(rows, columns)
+    if args.command == "requeue":
+        if not outbox.requeue(args.delivery_id, now=time.time()):
+            raise RegistryError(f"delivery {args.delivery_id} is not a dead letter")
+        return {"requeued": args.delivery_id}, f"delivery {args.delivery_id} will be sent at the next sensor tick"
+    raise AssertionError(args.command)
+
+
 def _run(args: argparse.Namespace) -> tuple[Any, str]:
     """Returns (the JSON answer, the human answer)."""
+    if args.group == "alerts":
+        return _run_alerts(args)
     registry = ModelRegistry(args.registry)
     if args.command == "list":
         rows = _version_rows(registry)
@@ -100,6 +127,22 @@ def build_parser() -> argparse.ArgumentParser:
     rollback = command("rollback", "put the previous (or --to) version back in production")
     rollback.add_argument("--to", default=None, metavar="VERSION")
     rollback.add_argument("--reason", default=None)
+
+    alerts = groups.add_parser("alerts", help="alerts raised, deliveries waiting, dead letters")
+    alerts.add_argument("--outbox", default=None, help="the outbox database (default: $DAGSTER_HOME/ml_platform/alerts.db)")
+    alert_commands = alerts.add_subparsers(dest="command", required=True)
+    for name, help_text in [
+        ("list", "alerts and resolutions raised, newest first"),
+        ("outbox", "deliveries waiting to be sent or retried"),
+        ("dead-letters", "deliveries a channel refused for good, with the error"),
+        ("requeue", "send a dead letter again (after fixing the channel)"),
+    ]:
+        sub = alert_commands.add_parser(name, help=help_text)
+        sub.add_argument("--json", action="store_true", help="machine-readable output")
+        if name == "list":
+            sub.add_argument("--limit", type=int, default=50)
+        if name == "requeue":
+            sub.add_argument("delivery_id", type=int)
     return parser
 
 
@@ -108,7 +151,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args.registry = args.registry or default_registry_root()
     try:
         as_json, as_text = _run(args)
-    except RegistryError as exc:
+    except (RegistryError, ValueError) as exc:
         print(f"ml-platform: {exc}", file=sys.stderr)
         return 1
     print(json.dumps(as_json, indent=2, default=str) if args.json else as_text)

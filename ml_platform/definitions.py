@@ -4,6 +4,7 @@ from typing import Any
 
 import dagster as dg
 
+from ml_platform.orchestration.alerting import alerting_from_environment
 from ml_platform.orchestration.assets import ASSETS
 from ml_platform.orchestration.jobs import daily_retrain_schedule, ml_pipeline_job
 from ml_platform.orchestration.monitoring import (
@@ -14,8 +15,8 @@ from ml_platform.orchestration.monitoring import (
     monitoring_report,
 )
 from ml_platform.orchestration.rollback import rollback_production_model
-from ml_platform.orchestration.resources import AlertFileResource, ModelRegistryResource, source_from_environment
-from ml_platform.orchestration.sensors import failed_check_alert_sensor
+from ml_platform.orchestration.resources import ModelRegistryResource, source_from_environment
+from ml_platform.orchestration.sensors import check_alert_sensor, run_failure_alert_sensor
 
 
 
@@ -26,11 +27,11 @@ def build_definitions(resources: dict[str, Any] | None = None) -> dg.Definitions
         asset_checks=MONITORING_CHECKS,
         jobs=[ml_pipeline_job, rollback_production_model, monitoring_job],
         schedules=[daily_retrain_schedule(), monitoring_hourly_schedule, monitoring_every_6_hours_schedule],
-        sensors=[failed_check_alert_sensor],
+        sensors=[check_alert_sensor, run_failure_alert_sensor],
         resources={
             "data_source": source_from_environment(),
             "model_registry": ModelRegistryResource(),
-            "alert_file": AlertFileResource(),
+            "alerting": alerting_from_environment(),
             **(resources or {}),
         },
         # Small sequential steps: in-process execution avoids ~1.5-2 s of process start-up per

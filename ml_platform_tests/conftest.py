@@ -12,7 +12,8 @@ import pytest
 
 from ml_platform.core.registry import ModelRegistry
 from ml_platform.orchestration.assets import ASSETS
-from ml_platform.orchestration.resources import AlertFileResource, DataSourceResource, ModelRegistryResource
+from ml_platform.orchestration.alerting import alerting_resource
+from ml_platform.orchestration.resources import DataSourceResource, ModelRegistryResource
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -43,7 +44,7 @@ def pipeline_resources(source: DataSourceResource | None = None, **overrides: An
     return {
         "data_source": source or DataSourceResource(),
         "model_registry": ModelRegistryResource(),
-        "alert_file": AlertFileResource(),
+        "alerting": alerting_resource(),
         **overrides,
     }
 

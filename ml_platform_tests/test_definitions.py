@@ -18,12 +18,12 @@ def test_definitions_load_and_validate() -> None:
     assert {k.to_user_string() for k in repo.asset_graph.get_all_asset_keys()} == {
         "raw_data", "validated_data", "trained_model", "production_model", "monitoring_report",
     }
-    assert set(defs.resources) == {"data_source", "model_registry", "alert_file"}
+    assert set(defs.resources) == {"data_source", "model_registry", "alerting"}
     assert {s.name: s.cron_schedule for s in repo.schedule_defs} == {
         "daily_retrain": "0 2 * * *", "monitoring_hourly": "0 * * * *", "monitoring_every_6_hours": "0 */6 * * *",
     }
     assert {j.name for j in repo.get_all_jobs()} >= {"ml_pipeline", "rollback_production_model", "monitoring"}
-    assert {s.name for s in repo.sensor_defs} == {"failed_check_alert_sensor"}
+    assert {s.name for s in repo.sensor_defs} == {"check_alert_sensor", "run_failure_alert_sensor"}
     upstream = repo.asset_graph.get(dg.AssetKey("production_model")).parent_keys
     assert upstream == {dg.AssetKey("trained_model")}
 

@@ -1,87 +1,218 @@
-"""The failed-check alert sensor against a real instance with real failed checks."""
+"""The alert sensors on a real instance, delivering to real servers on 127.0.0.1."""
 
+import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import dagster as dg
+import pytest
 
+from ml_platform.core.alert_outbox import AlertOutbox
 from ml_platform.core.alerts import JsonlAlertFile
-from ml_platform.orchestration.resources import AlertFileResource
-from ml_platform.orchestration.sensors import failed_check_alert_sensor
-from ml_platform_tests.conftest import run_pipeline
+from ml_platform.orchestration.alerting import (
+    AlertingResource,
+    EmailChannelResource,
+    JsonlChannelResource,
+    WebhookChannelResource,
+    alerting_from_environment,
+    alerting_resource,
+)
+from ml_platform.orchestration.resources import DataSourceResource
+from ml_platform.orchestration.sensors import check_alert_sensor, run_failure_alert_sensor
+from ml_platform_tests.alert_servers import RecordingHTTPServer, RecordingSMTPServer
+from ml_platform_tests.conftest import run_job, run_pipeline
 
 STRICT_ACCURACY = {"ops": {"trained_model": {"config": {"min_accuracy": 0.999}}}}
+SECRET_PATH = "/hooks/T000/B000/s3cr3t-t0ken"
 
 
-def tick(instance: dg.DagsterInstance, cursor: str | None, alerts_path: Path) -> str:
-    context = dg.build_sensor_context(
-        instance=instance, cursor=cursor, resources={"alert_file": AlertFileResource(path=str(alerts_path))}
+@pytest.fixture
+def webhook() -> Iterator[RecordingHTTPServer]:
+    with RecordingHTTPServer() as server:
+        yield server
+
+
+def alerting(tmp_path: Path, webhook: RecordingHTTPServer, **settings) -> AlertingResource:
+    return alerting_resource(
+        jsonl=JsonlChannelResource(path=str(tmp_path / "alerts.jsonl")),
+        webhook=WebhookChannelResource(url=webhook.url(SECRET_PATH), timeout_seconds=2.0),
+        outbox_path=str(tmp_path / "alerts.db"),
+        routes={"HIGH": ["jsonl", "webhook"], "MEDIUM": ["jsonl", "webhook"], "LOW": ["jsonl"]},
+        **settings,
     )
-    failed_check_alert_sensor(context)
-    return context.cursor
 
 
-def test_each_failed_check_is_alerted_exactly_once_across_ticks(instance: dg.DagsterInstance, tmp_path: Path) -> None:
-    alerts_path = tmp_path / "alerts.jsonl"
+def tick(instance: dg.DagsterInstance, cursor: str | None, resource: AlertingResource) -> str:
+    with dg.build_sensor_context(instance=instance, cursor=cursor, resources={"alerting": resource}) as context:
+        check_alert_sensor(context)
+        return context.cursor
+
+
+def webhook_alerts(server: RecordingHTTPServer) -> list[dict]:
+    return [alert for request in server.delivered for alert in request.json["alerts"]]
+
+
+def test_each_failed_check_is_alerted_exactly_once_across_ticks(
+    instance: dg.DagsterInstance, tmp_path: Path, webhook: RecordingHTTPServer
+) -> None:
+    resource = alerting(tmp_path, webhook, webserver_base_url="http://dagster.example:3000")
     assert run_pipeline(instance).success  # passing checks raise no alert
     failed_run = run_pipeline(instance, run_config=STRICT_ACCURACY)
     assert not failed_run.success
 
-    cursor = tick(instance, None, alerts_path)
-    records = JsonlAlertFile(alerts_path).read()
-    assert len(records) == 1
-    alert = records[0]
-    assert (alert["asset"], alert["check"], alert["severity"]) == ("trained_model", "accuracy_above_threshold", "HIGH")
+    cursor = tick(instance, None, resource)
+    [alert] = webhook_alerts(webhook)
+    assert (alert["asset"], alert["check"], alert["severity"], alert["state"]) == (
+        "trained_model", "accuracy_above_threshold", "HIGH", "firing",
+    )
     assert alert["run_id"] == failed_run.run_id
-    assert alert["message"].startswith("Model accuracy dropped to 98.25% (threshold: 99.90%)")
+    assert alert["run_url"] == f"http://dagster.example:3000/runs/{failed_run.run_id}"
+    assert alert["message"] == "Model accuracy dropped to 98.25% (threshold: 99.90%)"
     assert alert["recommended_action"] == "Consider retraining model with more recent data"
     assert alert["model_version"] == "v2"
+    assert [r["check"] for r in JsonlAlertFile(tmp_path / "alerts.jsonl").read()] == ["accuracy_above_threshold"]
 
-    # Second tick, nothing new: nothing written, cursor unchanged.
-    assert tick(instance, cursor, alerts_path) == cursor
-    assert len(JsonlAlertFile(alerts_path).read()) == 1
+    # A tick with nothing new sends nothing and keeps the cursor.
+    assert tick(instance, cursor, resource) == cursor
+    assert len(webhook.requests) == 1
 
-    # A new failure is picked up by the next tick, once.
+    # A new failure (a new model version, so a new fingerprint) is sent by the next tick, once.
     second_failure = run_pipeline(instance, run_config=STRICT_ACCURACY)
-    new_cursor = tick(instance, cursor, alerts_path)
+    new_cursor = tick(instance, cursor, resource)
     assert int(new_cursor) > int(cursor)
-    records = JsonlAlertFile(alerts_path).read()
-    assert [r["run_id"] for r in records] == [failed_run.run_id, second_failure.run_id]
+    assert [a["run_id"] for a in webhook_alerts(webhook)] == [failed_run.run_id, second_failure.run_id]
 
-    # A tick whose cursor was lost (daemon died before saving it) re-reads but does not re-alert.
-    tick(instance, cursor, alerts_path)
-    tick(instance, None, alerts_path)
-    assert len(JsonlAlertFile(alerts_path).read()) == 2
-
-
-def test_warn_checks_are_alerted_with_their_configured_severity(instance: dg.DagsterInstance, tmp_path: Path) -> None:
-    import numpy as np
-    import pandas as pd
-
-    from ml_platform.orchestration.resources import DataSourceResource
-
-    rng = np.random.default_rng(1)
-    frame = pd.DataFrame({"a": rng.normal(size=100), "label": np.arange(100) % 2})
-    frame.loc[7, "a"] = np.inf
-    frame.to_csv(tmp_path / "d.csv", index=False)
-    source = DataSourceResource(kind="csv", path=str(tmp_path / "d.csv"), target_column="label")
-    config = {"ops": {"validated_data": {"config": {"max_invalid_fraction": 0.05}}}}
-    run_pipeline(instance, source=source, run_config=config)
-    tick(instance, None, tmp_path / "alerts.jsonl")
-    alerts = {r["check"]: r for r in JsonlAlertFile(tmp_path / "alerts.jsonl").read()}
-    assert alerts["pandera_schema"]["severity"] == "MEDIUM"
-    assert alerts["pandera_schema"]["message"] == "1 of 100 rows failed the schema and were quarantined"
+    # Ticks whose cursor was lost (the daemon died before saving it) re-read but never re-send.
+    tick(instance, cursor, resource)
+    tick(instance, None, resource)
+    assert len(webhook.requests) == 2 and len(JsonlAlertFile(tmp_path / "alerts.jsonl").read()) == 2
 
 
-def test_monitoring_check_alerts_carry_their_table_metadata_as_json(instance: dg.DagsterInstance, tmp_path: Path) -> None:
-    from ml_platform.orchestration.resources import DataSourceResource
-    from ml_platform_tests.conftest import run_job
+def test_a_channel_that_is_down_gets_the_alert_once_it_is_back(
+    instance: dg.DagsterInstance, tmp_path: Path, webhook: RecordingHTTPServer
+) -> None:
+    resource = alerting(tmp_path, webhook, backoff_base_seconds=0.05, backoff_max_seconds=0.1)
+    run_pipeline(instance, run_config=STRICT_ACCURACY)
+    webhook.fail(2, status=503)
+    cursor = tick(instance, None, resource)
+    # The JSONL channel is not held up by the failing webhook.
+    assert len(JsonlAlertFile(tmp_path / "alerts.jsonl").read()) == 1
+    outbox = AlertOutbox(tmp_path / "alerts.db")
+    [pending] = outbox.pending()
+    assert pending.channel == "webhook" and "503" in pending.last_error and SECRET_PATH not in pending.last_error
+    for _ in range(3):
+        time.sleep(0.15)
+        tick(instance, cursor, resource)
+    assert [r.status for r in webhook.requests] == [503, 503, 200]
+    assert len(webhook_alerts(webhook)) == 1 and outbox.pending() == []
 
+
+def test_a_refusing_channel_dead_letters_without_leaking_the_secret(
+    instance: dg.DagsterInstance, tmp_path: Path, webhook: RecordingHTTPServer
+) -> None:
+    run_pipeline(instance, run_config=STRICT_ACCURACY)
+    webhook.respond(404, body="no such hook {path}")
+    tick(instance, None, alerting(tmp_path, webhook))
+    [dead] = AlertOutbox(tmp_path / "alerts.db").dead_letters()
+    assert dead.channel == "webhook" and "404" in dead.last_error
+    stored = b"".join(p.read_bytes() for p in tmp_path.glob("alerts.db*"))
+    assert SECRET_PATH.encode() not in stored and b"s3cr3t" not in stored
+
+
+def test_a_passing_check_resolves_the_alert(instance: dg.DagsterInstance, tmp_path: Path, webhook: RecordingHTTPServer) -> None:
+    resource = alerting(tmp_path, webhook)
     assert run_job(instance, "ml_pipeline", DataSourceResource(kind="synthetic", rows=2_000, seed=1)).success
     drifted = DataSourceResource(kind="synthetic", rows=2_000, seed=2, drift_features=["f3"], drift_shift=1.5)
     run_job(instance, "monitoring", drifted)
-    tick(instance, None, tmp_path / "alerts.jsonl")
-    alerts = {r["check"]: r for r in JsonlAlertFile(tmp_path / "alerts.jsonl").read()}
-    drift = alerts["data_drift"]
-    assert drift["severity"] == "MEDIUM" and drift["model_version"] == "v1"
-    per_feature = {row["feature"]: row for row in drift["metadata"]["features"]}
+    cursor = tick(instance, None, resource)
+    firing = {a["check"]: a for a in webhook_alerts(webhook)}
+    assert firing["data_drift"]["severity"] == "MEDIUM" and firing["data_drift"]["state"] == "firing"
+    per_feature = {row["feature"]: row for row in firing["data_drift"]["metadata"]["features"]}
     assert per_feature["f3"]["drifted"] is True and per_feature["f0"]["drifted"] is False
+
+    run_job(instance, "monitoring", DataSourceResource(kind="synthetic", rows=2_000, seed=3))
+    tick(instance, cursor, resource)
+    resolved = [a for a in webhook_alerts(webhook) if a["state"] == "resolved"]
+    assert {a["check"] for a in resolved} >= {"data_drift"}
+    assert all(a["model_version"] == "v1" for a in resolved)
+
+
+def test_alerts_of_one_run_are_grouped_into_one_message_per_channel(
+    instance: dg.DagsterInstance, tmp_path: Path, webhook: RecordingHTTPServer
+) -> None:
+    assert run_job(instance, "ml_pipeline", DataSourceResource(kind="synthetic", rows=2_000, seed=1)).success
+    shifted = DataSourceResource(kind="synthetic", rows=2_000, seed=2, drift_features=["f0"], drift_shift=6.0)
+    result = run_job(instance, "monitoring", shifted)
+    tick(instance, None, alerting(tmp_path, webhook))
+    [request] = webhook.delivered
+    checks = {a["check"] for a in request.json["alerts"]}
+    assert checks == {"data_drift", "prediction_drift", "production_model_accuracy"}
+    assert {a["run_id"] for a in request.json["alerts"]} == {result.run_id}
+
+
+def test_email_channel_delivers_through_a_real_smtp_server(instance: dg.DagsterInstance, tmp_path: Path) -> None:
+    with RecordingSMTPServer() as smtp:
+        resource = alerting_resource(
+            email=EmailChannelResource(host="127.0.0.1", port=smtp.port, to_addresses=["oncall@example.com"], starttls=False),
+            outbox_path=str(tmp_path / "alerts.db"),
+            routes={"HIGH": ["email"], "MEDIUM": [], "LOW": []},
+        )
+        run_pipeline(instance, run_config=STRICT_ACCURACY)
+        tick(instance, None, resource)
+        [message] = smtp.messages
+        assert message.message["To"] == "oncall@example.com"
+        assert "[HIGH]" in message.message["Subject"]
+        assert "Model accuracy dropped to 98.25%" in message.message.get_body().get_content()
+
+
+def run_failure_tick(instance: dg.DagsterInstance, run_id: str, resource: AlertingResource) -> None:
+    run = instance.get_run_by_id(run_id)
+    failure = [e for e in instance.all_logs(run_id, of_type=dg.DagsterEventType.RUN_FAILURE)][0].dagster_event
+    with dg.build_run_status_sensor_context(
+        sensor_name="run_failure_alert_sensor", dagster_instance=instance, dagster_run=run, dagster_event=failure,
+        resources={"alerting": resource},
+    ) as context:
+        run_failure_alert_sensor(context.for_run_failure())
+
+
+def test_a_failed_run_raises_one_high_alert(instance: dg.DagsterInstance, tmp_path: Path, webhook: RecordingHTTPServer) -> None:
+    resource = alerting(tmp_path, webhook)
+    failed = run_pipeline(instance, source=DataSourceResource(kind="csv", path=str(tmp_path / "missing.csv")))
+    run_failure_tick(instance, failed.run_id, resource)
+    run_failure_tick(instance, failed.run_id, resource)  # replayed after a daemon restart: no duplicate
+    [alert] = webhook_alerts(webhook)
+    assert (alert["check"], alert["severity"], alert["run_id"]) == ("run_failure", "HIGH", failed.run_id)
+    assert "missing.csv' could not be read: file not found" in alert["message"]
+
+
+def test_a_run_failed_by_a_blocking_check_is_alerted_once_by_the_check(
+    instance: dg.DagsterInstance, tmp_path: Path, webhook: RecordingHTTPServer
+) -> None:
+    resource = alerting(tmp_path, webhook)
+    failed = run_pipeline(instance, run_config=STRICT_ACCURACY)
+    assert instance.get_run_by_id(failed.run_id).status == dg.DagsterRunStatus.FAILURE
+    run_failure_tick(instance, failed.run_id, resource)
+    tick(instance, None, resource)
+    assert [a["check"] for a in webhook_alerts(webhook)] == ["accuracy_above_threshold"]
+
+
+def test_channels_are_switched_on_by_environment_variables_as_env_vars(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ML_PLATFORM_SLACK_WEBHOOK_URL", "https://hooks.slack.test/services/SECRET")
+    monkeypatch.delenv("ML_PLATFORM_PAGERDUTY_ROUTING_KEY", raising=False)
+    resource = alerting_from_environment()
+    assert isinstance(resource.slack.webhook_url, dg.EnvVar)  # resolved at run time, not baked in
+    assert "SECRET" not in repr(resource)
+
+
+def test_default_routes_leave_out_channels_that_are_off_and_explicit_routes_must_name_real_ones(tmp_path: Path) -> None:
+    from ml_platform.core.alerts import Severity
+    from ml_platform.orchestration.alerting import SlackChannelResource
+
+    slack = SlackChannelResource(webhook_url="https://hooks.slack.test/x")
+    routes = alerting_resource(slack=slack, outbox_path=str(tmp_path / "a.db")).dispatcher().routes
+    assert routes == {
+        Severity.HIGH: ["log", "jsonl", "slack"], Severity.MEDIUM: ["log", "jsonl", "slack"], Severity.LOW: ["log", "jsonl"],
+    }
+    explicit = alerting_resource(outbox_path=str(tmp_path / "a.db"), routes={"HIGH": ["pagerduty"], "MEDIUM": [], "LOW": []})
+    with pytest.raises(ValueError, match=r"HIGH routes to unknown channel\(s\) \['pagerduty'\]"):
+        explicit.dispatcher()

@@ -197,26 +197,6 @@ class JsonlAlertFile:
             os.fsync(f.fileno())
             fcntl.flock(f, fcntl.LOCK_UN)
 
-    def last_event_id(self) -> int | None:
-        """The source event id of the last alert written (alerts are appended in event order)."""
-        if not self.path.exists():
-            return None
-        with self.path.open("rb") as f:
-            f.seek(0, os.SEEK_END)
-            # Read back just far enough to hold the last complete line.
-            size, chunk = f.tell(), 4096
-            while True:
-                start = max(0, size - chunk)
-                f.seek(start)
-                lines = f.read().splitlines()
-                if len(lines) > 1 or start == 0:
-                    break
-                chunk *= 2
-        for line in reversed(lines):
-            if line.strip():
-                return json.loads(line).get("source_event_id")
-        return None
-
     def read(self) -> list[dict[str, Any]]:
         if not self.path.exists():
             return []

@@ -152,6 +152,6 @@ def render_report(
         sections.append(f"![Holdout metrics trend]({metrics_chart(version_rows)})")
     sections += [
         "## Latest alerts",
-        markdown_table(list(recent_alerts), ["timestamp", "severity", "asset", "check", "message"]),
+        markdown_table(list(recent_alerts), ["timestamp", "state", "severity", "asset", "check", "message"]),
     ]
     return "\n\n".join(sections) + "\n"

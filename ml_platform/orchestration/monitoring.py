@@ -13,6 +13,7 @@ from typing import Any
 
 import dagster as dg
 
+from ml_platform.core.alert_outbox import AlertOutbox
 from ml_platform.core.alerts import DEFAULT_CHECK_RULES, alert_for_failed_check
 from ml_platform.core.datasets import SourceData
 from ml_platform.core.drift import compute_drift
@@ -30,7 +31,8 @@ from ml_platform.core.registry import ModelRegistry
 from ml_platform.core.report import FailedCheck, render_report
 from ml_platform.orchestration.assets import ACCURACY_CHECK, SCHEMA_CHECK, production_model, raw_data
 from ml_platform.orchestration.metadata import frame_table, plain_metadata
-from ml_platform.orchestration.resources import AlertFileResource, ModelRegistryResource
+from ml_platform.orchestration.alerting import AlertingResource
+from ml_platform.orchestration.resources import ModelRegistryResource
 
 DATA_DRIFT = "data_drift"
 PREDICTION_DRIFT = "prediction_drift"
@@ -227,7 +229,7 @@ def _latest_evaluations(instance: dg.DagsterInstance) -> dict[dg.AssetCheckKey, 
 
 @dg.asset(group_name="monitoring", deps=[raw_data], kinds={"markdown"})
 def monitoring_report(
-    context: dg.AssetExecutionContext, model_registry: ModelRegistryResource, alert_file: AlertFileResource
+    context: dg.AssetExecutionContext, model_registry: ModelRegistryResource, alerting: AlertingResource
 ) -> dg.MaterializeResult:
     """The seed's monitoring report as a page: failing checks by severity, per-feature drift,
     the last model versions with a metrics trend, and the latest alerts."""
@@ -257,7 +259,10 @@ def monitoring_report(
          "rows": v.metadata.get("row_count"), **v.metrics}
         for v in registry.list_versions()[-10:]
     ]
-    recent_alerts = alert_file.channel().read()[-10:]
+    recent_alerts = [
+        {**record.alert.to_dict(), "state": record.alert.state.value}
+        for record in AlertOutbox(alerting.resolved_outbox_path()).alerts(limit=10)
+    ]
     markdown = render_report(
         failed_checks=failed, drift_rows=drift_rows, psi_threshold=psi_threshold, version_rows=version_rows,
         production_version=registry.alias("production"), recent_alerts=recent_alerts,

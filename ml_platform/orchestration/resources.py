@@ -8,7 +8,6 @@ from typing import Literal
 import dagster as dg
 import pandas as pd
 
-from ml_platform.core.alerts import JsonlAlertFile
 from ml_platform.core.datasets import (
     DataSourceError,
     SourceData,
@@ -16,7 +15,7 @@ from ml_platform.core.datasets import (
     load_breast_cancer_source,
     read_table_file,
 )
-from ml_platform.core.paths import default_registry_root, platform_home
+from ml_platform.core.paths import default_registry_root
 from ml_platform.core.registry import DEFAULT_KEEP_LAST, ModelRegistry
 
 
@@ -83,15 +82,6 @@ class ModelRegistryResource(dg.ConfigurableResource):
 
     def registry(self) -> ModelRegistry:
         return ModelRegistry(self.root or default_registry_root())
-
-
-class AlertFileResource(dg.ConfigurableResource):
-    """The JSONL alert channel; `path` defaults to $DAGSTER_HOME/ml_platform/alerts.jsonl."""
-
-    path: str = ""
-
-    def channel(self) -> JsonlAlertFile:
-        return JsonlAlertFile(self.path or platform_home() / "alerts.jsonl")
 
 
 def source_from_environment() -> DataSourceResource:

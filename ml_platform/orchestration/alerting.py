@@ -1,0 +1,209 @@
+"""Alert channels as ConfigurableResources, composed into one `AlertingResource`.
+
+A channel with no endpoint configured (empty URL, key or host) is off. Secrets reach the
+resources through `dg.EnvVar`, so they are never written into run config or logs.
+"""
+
+import os
+from typing import Any
+
+import dagster as dg
+
+from ml_platform.core.alert_channels import (
+    PAGERDUTY_EVENTS_URL,
+    AlertChannel,
+    EmailChannel,
+    JsonlFileChannel,
+    JsonWebhookChannel,
+    LogChannel,
+    PagerDutyChannel,
+    SlackWebhookChannel,
+)
+from ml_platform.core.alert_dispatch import AlertDispatcher
+from ml_platform.core.alert_outbox import AlertOutbox
+from ml_platform.core.alerts import DEFAULT_ENVIRONMENT
+from ml_platform.core.paths import platform_home
+
+# Where each severity goes when `routes` is not set; channels that are off are left out,
+# and the log and the JSONL file always receive everything.
+DEFAULT_ROUTES: dict[str, list[str]] = {
+    "HIGH": ["log", "jsonl", "pagerduty", "slack", "email", "webhook"],
+    "MEDIUM": ["log", "jsonl", "slack", "webhook"],
+    "LOW": ["log", "jsonl"],
+}
+
+
+class LogChannelResource(dg.ConfigurableResource):
+    """Alerts as records of the `ml_platform.alerts` Python logger."""
+
+    enabled: bool = True
+
+    def channel(self) -> AlertChannel | None:
+        return LogChannel() if self.enabled else None
+
+
+class JsonlChannelResource(dg.ConfigurableResource):
+    """Alerts appended to a JSONL file (default $DAGSTER_HOME/ml_platform/alerts.jsonl)."""
+
+    path: str = ""
+
+    def resolved_path(self) -> str:
+        return self.path or str(platform_home() / "alerts.jsonl")
+
+    def channel(self) -> AlertChannel | None:
+        return JsonlFileChannel(self.resolved_path())
+
+
+class SlackChannelResource(dg.ConfigurableResource):
+    """Slack incoming webhook (Block Kit); set webhook_url from $ML_PLATFORM_SLACK_WEBHOOK_URL."""
+
+    webhook_url: str = ""
+    timeout_seconds: float = 10.0
+
+    def channel(self) -> AlertChannel | None:
+        return SlackWebhookChannel(self.webhook_url, timeout_seconds=self.timeout_seconds) if self.webhook_url else None
+
+
+class WebhookChannelResource(dg.ConfigurableResource):
+    """Generic JSON webhook; set url from $ML_PLATFORM_ALERT_WEBHOOK_URL."""
+
+    url: str = ""
+    bearer_token: str = ""
+    timeout_seconds: float = 10.0
+
+    def channel(self) -> AlertChannel | None:
+        if not self.url:
+            return None
+        return JsonWebhookChannel(self.url, timeout_seconds=self.timeout_seconds, bearer_token=self.bearer_token or None)
+
+
+class PagerDutyChannelResource(dg.ConfigurableResource):
+    """PagerDuty Events API v2; set routing_key from $ML_PLATFORM_PAGERDUTY_ROUTING_KEY."""
+
+    routing_key: str = ""
+    events_url: str = PAGERDUTY_EVENTS_URL
+    timeout_seconds: float = 10.0
+
+    def channel(self) -> AlertChannel | None:
+        if not self.routing_key:
+            return None
+        return PagerDutyChannel(self.routing_key, events_url=self.events_url, timeout_seconds=self.timeout_seconds)
+
+
+class EmailChannelResource(dg.ConfigurableResource):
+    """Email over SMTP (STARTTLS by default); the password from $ML_PLATFORM_SMTP_PASSWORD."""
+
+    host: str = ""
+    port: int = 587
+    from_address: str = "ml-platform@localhost"
+    to_addresses: list[str] = []
+    username: str = ""
+    password: str = ""
+    starttls: bool = True
+    timeout_seconds: float = 10.0
+
+    def channel(self) -> AlertChannel | None:
+        if not self.host or not self.to_addresses:
+            return None
+        return EmailChannel(
+            self.host, port=self.port, from_addr=self.from_address, to_addrs=self.to_addresses,
+            username=self.username or None, password=self.password or None, starttls=self.starttls,
+            timeout_seconds=self.timeout_seconds,
+        )
+
+
+class AlertingResource(dg.ConfigurableResource):
+    """Channels, routing by severity, noise control and the persisted outbox."""
+
+    # Nested resources cannot have defaults; build with `alerting_resource(...)`.
+    log: LogChannelResource
+    jsonl: JsonlChannelResource
+    slack: SlackChannelResource
+    webhook: WebhookChannelResource
+    pagerduty: PagerDutyChannelResource
+    email: EmailChannelResource
+    # Severity -> channel names. Unset: DEFAULT_ROUTES minus the channels that are off. Set:
+    # used as given, and naming a channel that is off is an error (nothing silently dropped).
+    routes: dict[str, list[str]] | None = None
+    outbox_path: str = ""  # default $DAGSTER_HOME/ml_platform/alerts.db
+    environment: str = DEFAULT_ENVIRONMENT
+    webserver_base_url: str = "http://127.0.0.1:3000"
+    repeat_interval_hours: float = 4.0
+    backoff_base_seconds: float = 30.0
+    backoff_max_seconds: float = 3600.0
+
+    def resolved_outbox_path(self) -> str:
+        return self.outbox_path or str(platform_home() / "alerts.db")
+
+    def channels(self) -> dict[str, AlertChannel]:
+        configured = {
+            "log": self.log, "jsonl": self.jsonl, "slack": self.slack, "webhook": self.webhook,
+            "pagerduty": self.pagerduty, "email": self.email,
+        }
+        return {name: channel for name, resource in configured.items() if (channel := resource.channel())}
+
+    def dispatcher(self) -> AlertDispatcher:
+        channels = self.channels()
+        if self.routes is None:
+            routes = {severity: [n for n in names if n in channels] for severity, names in DEFAULT_ROUTES.items()}
+        else:
+            routes = self.routes
+        return AlertDispatcher(
+            AlertOutbox(self.resolved_outbox_path()),
+            channels,
+            routes,
+            repeat_interval_seconds=self.repeat_interval_hours * 3600,
+            backoff_base_seconds=self.backoff_base_seconds,
+            backoff_max_seconds=self.backoff_max_seconds,
+            webserver_base_url=self.webserver_base_url,
+        )
+
+
+def alerting_resource(
+    *,
+    log: LogChannelResource | None = None,
+    jsonl: JsonlChannelResource | None = None,
+    slack: SlackChannelResource | None = None,
+    webhook: WebhookChannelResource | None = None,
+    pagerduty: PagerDutyChannelResource | None = None,
+    email: EmailChannelResource | None = None,
+    **settings: Any,
+) -> AlertingResource:
+    """An AlertingResource with every channel not given left at its default (off, for the remote ones)."""
+    return AlertingResource(
+        log=log or LogChannelResource(),
+        jsonl=jsonl or JsonlChannelResource(),
+        slack=slack or SlackChannelResource(),
+        webhook=webhook or WebhookChannelResource(),
+        pagerduty=pagerduty or PagerDutyChannelResource(),
+        email=email or EmailChannelResource(),
+        **settings,
+    )
+
+
+def _secret(var: str) -> str | dg.EnvVar:
+    """An EnvVar when the variable is set (resolved at run time, never logged), else off."""
+    return dg.EnvVar(var) if os.environ.get(var) else ""
+
+
+def alerting_from_environment() -> AlertingResource:
+    """Channels switched on by environment variables, so `dagster dev` needs no YAML."""
+    env = os.environ.get
+    return alerting_resource(
+        slack=SlackChannelResource(webhook_url=_secret("ML_PLATFORM_SLACK_WEBHOOK_URL")),
+        webhook=WebhookChannelResource(
+            url=_secret("ML_PLATFORM_ALERT_WEBHOOK_URL"), bearer_token=_secret("ML_PLATFORM_ALERT_WEBHOOK_TOKEN")
+        ),
+        pagerduty=PagerDutyChannelResource(routing_key=_secret("ML_PLATFORM_PAGERDUTY_ROUTING_KEY")),
+        email=EmailChannelResource(
+            host=env("ML_PLATFORM_SMTP_HOST", ""),
+            port=int(env("ML_PLATFORM_SMTP_PORT", "587")),
+            from_address=env("ML_PLATFORM_SMTP_FROM", "ml-platform@localhost"),
+            to_addresses=[a.strip() for a in env("ML_PLATFORM_SMTP_TO", "").split(",") if a.strip()],
+            username=env("ML_PLATFORM_SMTP_USERNAME", ""),
+            password=_secret("ML_PLATFORM_SMTP_PASSWORD"),
+            starttls=env("ML_PLATFORM_SMTP_STARTTLS", "true").lower() != "false",
+        ),
+        environment=env("ML_PLATFORM_ENVIRONMENT", DEFAULT_ENVIRONMENT),
+        webserver_base_url=env("ML_PLATFORM_WEBSERVER_URL", "http://127.0.0.1:3000"),
+    )
