@@ -43,6 +43,7 @@ class RecordedRequest:
     body: bytes
     status: int  # what the server answered
     hung: bool = False  # the server held the request past `hang` seconds before answering
+    received_at: float = 0.0  # time.time() when the body was read: for latency figures
 
     @property
     def json(self) -> Any:
@@ -71,13 +72,14 @@ class _Handler(BaseHTTPRequestHandler):
     def _handle(self) -> None:
         length = int(self.headers.get("Content-Length") or 0)
         body = self.rfile.read(length) if length else b""
+        received_at = time.time()
         owner = self.server.owner
         response = owner._next_response()
         hung = response.hang_seconds > 0
         if hung:
             owner._release.wait(response.hang_seconds)
         owner._record(
-            RecordedRequest(self.command, self.path, dict(self.headers.items()), body, response.status, hung)
+            RecordedRequest(self.command, self.path, dict(self.headers.items()), body, response.status, hung, received_at)
         )
         payload = response.body.replace("{path}", self.path).encode("utf-8")
         try:

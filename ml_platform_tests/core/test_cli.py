@@ -97,3 +97,52 @@ def test_installed_console_script_reads_the_default_registry_location(root: str,
     )
     usage = subprocess.run([ML_PLATFORM, "models", "frobnicate"], capture_output=True, text=True, env=env)
     assert usage.returncode == 2
+
+
+@pytest.fixture
+def outbox_path(tmp_path: Path) -> Path:
+    """An outbox with one delivered alert and one dead letter, made by the real dispatcher."""
+    from ml_platform.core.alert_channels import JsonlFileChannel, PermanentDeliveryError
+    from ml_platform.core.alert_dispatch import AlertDispatcher
+    from ml_platform.core.alert_outbox import AlertOutbox
+    from ml_platform.core.alerts import alert_for_failed_check
+
+    class Refusing:
+        name = "webhook"
+
+        def send(self, alerts) -> None:
+            raise PermanentDeliveryError("HTTP 404 from http://127.0.0.1:9")
+
+    path = tmp_path / "alerts.db"
+    dispatcher = AlertDispatcher(
+        AlertOutbox(path), [JsonlFileChannel(tmp_path / "a.jsonl"), Refusing()],
+        {"HIGH": ["jsonl", "webhook"], "MEDIUM": ["jsonl"], "LOW": []},
+    )
+    dispatcher.submit([
+        alert_for_failed_check(asset="trained_model", check="accuracy_above_threshold", dagster_severity="ERROR",
+                               description="Model accuracy dropped to 61.00% (threshold: 70.00%)",
+                               metadata={"model_version": "v3"}, run_id="run-1", event_id=11),
+    ])
+    dispatcher.deliver_due()
+    return path
+
+
+def test_alerts_list_outbox_and_dead_letters(outbox_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run("unused", "alerts", "--outbox", str(outbox_path), "list", capsys=capsys)
+    assert code == 0 and "accuracy_above_threshold" in out and "HIGH" in out and "firing" in out
+    code, out, _ = run("unused", "alerts", "--outbox", str(outbox_path), "dead-letters", "--json", capsys=capsys)
+    [dead] = json.loads(out)
+    assert dead["channel"] == "webhook" and "HTTP 404" in dead["last_error"]
+    code, out, _ = run("unused", "alerts", "--outbox", str(outbox_path), "outbox", capsys=capsys)
+    assert code == 0 and out.strip() == "(none)"
+    code, out, _ = run("unused", "alerts", "--outbox", str(outbox_path), "requeue", str(dead["id"]), capsys=capsys)
+    assert code == 0
+    code, out, _ = run("unused", "alerts", "--outbox", str(outbox_path), "outbox", "--json", capsys=capsys)
+    assert [d["id"] for d in json.loads(out)] == [dead["id"]]
+    code, _, err = run("unused", "alerts", "--outbox", str(outbox_path), "requeue", "999", capsys=capsys)
+    assert code == 1 and err.strip() == "ml-platform: delivery 999 is not a dead letter"
+
+
+def test_alerts_without_an_outbox_say_so(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, _, err = run("unused", "alerts", "--outbox", str(tmp_path / "none.db"), "list", capsys=capsys)
+    assert code == 1 and "no alert outbox at" in err

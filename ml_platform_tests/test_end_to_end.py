@@ -1,0 +1,43 @@
+"""The whole loop under `dagster dev`: a run whose check fails, and its alert arriving at a
+real webhook server, delivered by the daemon's sensor."""
+
+import json
+from pathlib import Path
+
+import dagster as dg
+import pytest
+
+from ml_platform_tests.alert_servers import RecordingHTTPServer
+from ml_platform_tests.dagster_dev import DagsterDev, make_dagster_home
+
+
+@pytest.mark.slow
+def test_failed_check_under_dagster_dev_reaches_the_webhook(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    home = make_dagster_home(tmp_path / "dagster_home")
+    monkeypatch.setenv("DAGSTER_HOME", str(home))
+    (tmp_path / "strict.json").write_text(json.dumps({"ops": {"trained_model": {"config": {"min_accuracy": 0.999}}}}))
+    with RecordingHTTPServer() as webhook:
+        env = {
+            "ML_PLATFORM_ALERT_WEBHOOK_URL": webhook.url("/alerts/secret-token"),
+            "ML_PLATFORM_ALERT_SENSOR_INTERVAL": "2",
+            "ML_PLATFORM_SOURCE": "bundled",
+        }
+        dev = DagsterDev(home, env, tmp_path / "dagster_dev.log")
+        dev.env["ML_PLATFORM_WEBSERVER_URL"] = dev.url
+        with dev:
+            run = dev.materialize("--select", "*", "-c", str(tmp_path / "strict.json"))
+            assert run.returncode != 0  # the blocking check failed the run
+            [request] = webhook.wait_for(1, timeout=90)
+        assert webhook.requests == [request]  # one message, and not also a run-failure alert
+    alert, = request.json["alerts"]
+    assert (alert["asset"], alert["check"], alert["severity"]) == ("trained_model", "accuracy_above_threshold", "HIGH")
+    assert alert["message"].startswith("Model accuracy dropped to")
+    assert alert["run_url"] == f"{dev.url}/runs/{alert['run_id']}"
+    with dg.DagsterInstance.get() as instance:
+        [record] = instance.get_run_records()
+        assert record.dagster_run.status == dg.DagsterRunStatus.FAILURE
+        assert alert["run_id"] == record.dagster_run.run_id
+        # Delivered after the run ended, by the daemon (not by the run itself).
+        assert request.received_at >= record.end_time
+    log = (tmp_path / "dagster_dev.log").read_text()
+    assert "secret-token" not in log
