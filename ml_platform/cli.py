@@ -14,9 +14,8 @@ import json
 import sys
 import time
 from collections.abc import Sequence
-from typing import Any
-
 from pathlib import Path
+from typing import Any
 
 from ml_platform.core.alert_outbox import AlertOutbox
 from ml_platform.core.paths import default_registry_root, platform_home

@@ -83,7 +83,9 @@ CREATE TABLE IF NOT EXISTS deliveries (
     lease_until      REAL
 );
 CREATE INDEX IF NOT EXISTS deliveries_due ON deliveries (status, next_attempt_at, id);
-CREATE INDEX IF NOT EXISTS deliveries_by_channel ON deliveries (channel, status);
+CREATE INDEX IF NOT EXISTS deliveries_by_channel ON deliveries (channel, status, attempts);
+-- enqueue looks up the channel's still-open message for a group: keep that off a backlog scan.
+CREATE INDEX IF NOT EXISTS deliveries_by_group ON deliveries (channel, group_key, status);
 """
 
 
