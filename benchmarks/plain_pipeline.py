@@ -75,7 +75,8 @@ def load_synthetic(rows: int, features: int, positive_fraction: float = 0.5, see
     """Same algorithm as ml_platform.core.datasets.generate_synthetic (no drift)."""
     rng = np.random.default_rng(seed)
     x = rng.standard_normal((rows, features))
-    weights = rng.uniform(0.5, 1.5, features) * rng.choice([-1.0, 1.0], features)
+    concept = np.random.default_rng(20_240_613)  # as ml_platform.core.datasets.CONCEPT_SEED
+    weights = concept.uniform(0.5, 1.5, features) * concept.choice([-1.0, 1.0], features)
     logits = x @ weights / np.sqrt(features) * 3.0
     threshold = np.quantile(logits, 1.0 - positive_fraction)
     probabilities = 1.0 / (1.0 + np.exp(-(logits - threshold) * 2.0))

@@ -91,11 +91,13 @@ class DagsterDev:
         _signal_group(group, signal.SIGKILL)
         self.process.wait(timeout=10)
 
-    def materialize(self, *args: str, timeout: float = 300.0) -> subprocess.CompletedProcess[str]:
+    def materialize(
+        self, *args: str, env: dict[str, str] | None = None, timeout: float = 300.0
+    ) -> subprocess.CompletedProcess[str]:
         """The CLI, against the same instance, as a user would run it beside `dagster dev`."""
         return subprocess.run(
             [str(BIN / "dagster"), "asset", "materialize", "-m", "ml_platform", *args],
-            cwd=REPO_ROOT, env=self.env, capture_output=True, text=True, timeout=timeout,
+            cwd=REPO_ROOT, env={**self.env, **(env or {})}, capture_output=True, text=True, timeout=timeout,
         )
 
     def __enter__(self) -> DagsterDev:

@@ -1,7 +1,9 @@
 """The whole loop under `dagster dev`: a run whose check fails, and its alert arriving at a
-real webhook server, delivered by the daemon's sensor."""
+real webhook server, delivered by the daemon's sensor; then a daemon restart that loses and
+repeats nothing."""
 
 import json
+import time
 from pathlib import Path
 
 import dagster as dg
@@ -29,12 +31,26 @@ def test_failed_check_under_dagster_dev_reaches_the_webhook(tmp_path: Path, monk
             assert run.returncode != 0  # the blocking check failed the run
             [request] = webhook.wait_for(1, timeout=90)
         assert webhook.requests == [request]  # one message, and not also a run-failure alert
+
+        # While the daemon is down, another check fails and a run fails on a missing file.
+        assert dev.materialize("--select", "*", "-c", str(tmp_path / "strict.json")).returncode != 0
+        missing = {"ML_PLATFORM_SOURCE": "csv", "ML_PLATFORM_SOURCE_PATH": str(tmp_path / "missing.csv")}
+        assert dev.materialize("--select", "*", env=missing).returncode != 0
+        # After a restart both arrive, and nothing is sent twice.
+        with DagsterDev(home, env, tmp_path / "dagster_dev_2.log"):
+            webhook.wait_for(3, timeout=90)
+            time.sleep(6)  # three more sensor intervals: room for any duplicate to show up
+        after_restart = [a for r in webhook.requests[1:] for a in r.json["alerts"]]
+        assert len(webhook.requests) == 3
+        assert sorted(a["check"] for a in after_restart) == ["accuracy_above_threshold", "run_failure"]
+        run_failure = next(a for a in after_restart if a["check"] == "run_failure")
+        assert "missing.csv' could not be read: file not found" in run_failure["message"]
     alert, = request.json["alerts"]
     assert (alert["asset"], alert["check"], alert["severity"]) == ("trained_model", "accuracy_above_threshold", "HIGH")
     assert alert["message"].startswith("Model accuracy dropped to")
     assert alert["run_url"] == f"{dev.url}/runs/{alert['run_id']}"
     with dg.DagsterInstance.get() as instance:
-        [record] = instance.get_run_records()
+        record = instance.get_run_records()[-1]  # newest first: the last is the first run
         assert record.dagster_run.status == dg.DagsterRunStatus.FAILURE
         assert alert["run_id"] == record.dagster_run.run_id
         # Delivered after the run ended, by the daemon (not by the run itself).

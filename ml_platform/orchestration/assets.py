@@ -4,7 +4,6 @@ Each asset is thin: it reads config and resources, calls into `ml_platform.core`
 turns the result into Dagster outputs, metadata and check results.
 """
 
-
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta, timezone
 from typing import Any
@@ -13,14 +12,14 @@ import dagster as dg
 import pandas as pd
 
 from ml_platform.core.datasets import DataSourceError, DatasetSpec, SourceData, fingerprint_frame
+from ml_platform.core.monitoring import REFERENCE_FILE, build_reference
+from ml_platform.core.paths import platform_home
 from ml_platform.core.promotion import GatePolicy, decide_promotion
 from ml_platform.core.provenance import code_version, library_versions
 from ml_platform.core.registry import ModelRegistry, RegistryError
 from ml_platform.core.training import TrainingSettings, evaluate, train_candidate
 from ml_platform.core.validation import DataValidationError, ValidationPolicy, validate_frame
 from ml_platform.orchestration.metadata import frame_table
-from ml_platform.core.monitoring import REFERENCE_FILE, build_reference
-from ml_platform.core.paths import platform_home
 from ml_platform.orchestration.resources import DataSourceResource, ModelRegistryResource
 
 GROUP = "ml_pipeline"

@@ -1,6 +1,5 @@
 """The pipeline job and its daily schedule."""
 
-
 import os
 
 import dagster as dg

@@ -1,6 +1,5 @@
 """Turning frames into metadata the Dagster UI renders as tables."""
 
-
 import math
 from collections.abc import Mapping
 from typing import Any

@@ -1,5 +1,4 @@
-"""Every external thing the platform touches, as a Dagster ConfigurableResource."""
-
+"""The data source and the model registry as Dagster ConfigurableResources (alert channels: alerting.py)."""
 
 import os
 from dataclasses import replace

@@ -128,6 +128,9 @@ def failed_only_on_blocking_checks(instance: dg.DagsterInstance, run_id: str) ->
     name="run_failure_alert_sensor",
     minimum_interval_seconds=ALERT_SENSOR_INTERVAL,
     default_status=dg.DefaultSensorStatus.RUNNING,
+    # Runs launched with `dagster asset materialize` carry no code-location origin, so only
+    # this setting lets the sensor see them too.
+    monitor_all_code_locations=True,
     description="A HIGH alert for every failed run, unless only a blocking check (already alerted) failed.",
 )
 def run_failure_alert_sensor(context: dg.RunFailureSensorContext, alerting: AlertingResource) -> None:
