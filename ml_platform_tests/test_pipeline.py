@@ -144,7 +144,8 @@ def test_bad_input_fails_with_a_clear_error_and_production_is_unchanged(
     assert phrase in failure_message(result, step)
     assert registry.alias("production") == "v1" and registry.history() == history_before
     assert [v.version for v in registry.list_versions()] == ["v1"]
-    assert load_production_model().predict(np.zeros((1, 30))).shape == (1,)
+    features = registry.get("v1").features
+    assert load_production_model().predict(pd.DataFrame(np.zeros((1, 30)), columns=features)).shape == (1,)
 
 
 def test_validation_failure_table_is_in_the_failure_metadata(instance: dg.DagsterInstance, tmp_path: Path) -> None:

@@ -37,7 +37,6 @@ from typing import Any, NamedTuple
 
 import numpy as np
 import pandas as pd
-from scipy import special, stats
 
 SCHEMA_VERSION = 1
 DEFAULT_N_BINS = 10
@@ -484,7 +483,11 @@ def _ks_pvalue(statistic: float, n_ref: int, n_cur: int) -> float:
     """Two-sided KS p-value with effective n = n_ref * n_cur / (n_ref + n_cur), as in ks_2samp's asymp."""
     n_eff = max(1, round(n_ref * n_cur / (n_ref + n_cur)))  # round() like scipy's np.round; never 0
     if n_eff <= _KSTWO_MAX_N:
+        from scipy import stats  # imported on first use: it costs ~0.3 s, paid only by monitoring
+
         p = float(stats.kstwo.sf(statistic, n_eff))
     else:
+        from scipy import special
+
         p = float(special.kolmogorov(math.sqrt(n_eff) * statistic))
     return min(1.0, max(0.0, p))

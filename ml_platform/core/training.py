@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import pandas as pd
 from sklearn.base import ClassifierMixin
-from sklearn.ensemble import GradientBoostingClassifier, RandomForestClassifier
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import accuracy_score, f1_score, precision_score, recall_score, roc_auc_score
 from sklearn.model_selection import train_test_split
@@ -17,10 +17,16 @@ from sklearn.preprocessing import StandardScaler
 
 from ml_platform.core.datasets import DatasetSpec
 
-ESTIMATORS: dict[str, type[ClassifierMixin]] = {
-    "logistic_regression": LogisticRegression,
-    "random_forest": RandomForestClassifier,
-    "gradient_boosting": GradientBoostingClassifier,
+def _ensemble(name: str) -> type[ClassifierMixin]:
+    import sklearn.ensemble  # ~0.1 s of import time, paid only when an ensemble is chosen
+
+    return getattr(sklearn.ensemble, name)
+
+
+ESTIMATORS: dict[str, Callable[[], type[ClassifierMixin]]] = {
+    "logistic_regression": lambda: LogisticRegression,
+    "random_forest": lambda: _ensemble("RandomForestClassifier"),
+    "gradient_boosting": lambda: _ensemble("GradientBoostingClassifier"),
 }
 DEFAULT_PARAMS: dict[str, dict[str, Any]] = {"logistic_regression": {"max_iter": 1000}}
 
@@ -45,7 +51,7 @@ class TrainedCandidate:
 def build_pipeline(estimator: str, params: dict[str, Any] | None, seed: int) -> Pipeline:
     if estimator not in ESTIMATORS:
         raise ValueError(f"unknown estimator {estimator!r}; choose one of {sorted(ESTIMATORS)}")
-    cls = ESTIMATORS[estimator]
+    cls = ESTIMATORS[estimator]()
     merged = {**DEFAULT_PARAMS.get(estimator, {}), **(params or {})}
     if "random_state" in cls().get_params():
         merged.setdefault("random_state", seed)
