@@ -62,7 +62,7 @@ class CheckRule:
     recommended_action: str
 
 
-# The seed's wording, per check. Config may override severities (see AlertRules).
+# The seed's wording, per check. A check's `alert_severity` metadata (its config) overrides the severity.
 DEFAULT_CHECK_RULES: dict[str, CheckRule] = {
     "accuracy_above_threshold": CheckRule(Severity.HIGH, "Consider retraining model with more recent data"),
     "pandera_schema": CheckRule(Severity.MEDIUM, "Inspect the quarantined rows and fix the source data"),

@@ -131,6 +131,9 @@ class AlertingResource(dg.ConfigurableResource):
     repeat_interval_hours: float = 4.0
     backoff_base_seconds: float = 30.0
     backoff_max_seconds: float = 3600.0
+    # A pass for a newer model version ends an incident raised for an older one (e.g. drift
+    # against v3's training data is over once v4 is in production and passes).
+    resolve_across_model_versions: bool = True
 
     def resolved_outbox_path(self) -> str:
         return self.outbox_path or str(platform_home() / "alerts.db")
@@ -156,6 +159,7 @@ class AlertingResource(dg.ConfigurableResource):
             backoff_base_seconds=self.backoff_base_seconds,
             backoff_max_seconds=self.backoff_max_seconds,
             webserver_base_url=self.webserver_base_url,
+            resolve_across_model_versions=self.resolve_across_model_versions,
         )
 
 
