@@ -147,7 +147,13 @@ def validated_data(
             if quarantined == 0
             else f"{quarantined} of {len(raw_data.frame)} rows failed the schema and were quarantined"
         ),
-        metadata={"rows_checked": len(raw_data.frame), "quarantined_rows": quarantined, "failure_count": len(result.failures)},
+        metadata={
+            "rows_checked": len(raw_data.frame),
+            "quarantined_rows": quarantined,
+            "failure_count": len(result.failures),
+            "max_invalid_fraction": config.max_invalid_fraction,
+            "recommended_action": "Inspect the quarantined rows and fix the source data",
+        },
     )
 
 
