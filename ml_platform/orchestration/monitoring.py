@@ -87,8 +87,18 @@ def _skipped(reason: str, severity: str) -> dg.AssetCheckResult:
     )
 
 
-def _action(check: str) -> str:
-    return DEFAULT_CHECK_RULES[check].recommended_action
+def _evaluated(check: str, passed: bool, description: str, alert_severity: str, **metadata: Any) -> dg.AssetCheckResult:
+    """A monitoring check's result: WARN in Dagster, its alert severity and the seed's action in metadata."""
+    return dg.AssetCheckResult(
+        passed=passed,
+        severity=dg.AssetCheckSeverity.WARN,
+        description=description,
+        metadata={
+            **metadata,
+            "alert_severity": alert_severity,
+            "recommended_action": DEFAULT_CHECK_RULES[check].recommended_action,
+        },
+    )
 
 
 @dg.asset_check(asset=raw_data, name=DATA_DRIFT, blocking=True, description="PSI and KS of every feature of the newest data against the production model's training data.")
@@ -105,26 +115,23 @@ def data_drift_check(config: DriftCheckConfig, raw_data: SourceData, model_regis
     table = report.to_frame()[["feature", "psi", "ks_statistic", "ks_pvalue", "drifted", "n_missing"]]
     max_psi = float(table["psi"].max())
     drifted = list(report.drifted_features)
-    return dg.AssetCheckResult(
-        passed=not report.dataset_drift,
-        severity=dg.AssetCheckSeverity.WARN,
-        description=(
+    return _evaluated(
+        DATA_DRIFT,
+        not report.dataset_drift,
+        (
             f"Data drift detected: {len(drifted)} of {len(table)} features drifted, max PSI {max_psi:.2f} "
             f"(threshold: {config.psi_threshold:.2f}); drifted: {', '.join(drifted)}"
             if report.dataset_drift
             else f"no drift: max PSI {max_psi:.3f} <= {config.psi_threshold:.2f}"
         ),
-        metadata={
-            "max_psi": max_psi,
-            "threshold": config.psi_threshold,
-            "share_drifted": report.share_drifted,
-            "drifted_features": ", ".join(drifted) or "none",
-            "features": frame_table(table, limit=len(table)),
-            "drift": dg.MetadataValue.json(table.to_dict(orient="records")),
-            "model_version": version,
-            "alert_severity": config.alert_severity,
-            "recommended_action": _action(DATA_DRIFT),
-        },
+        config.alert_severity,
+        max_psi=max_psi,
+        threshold=config.psi_threshold,
+        share_drifted=report.share_drifted,
+        drifted_features=", ".join(drifted) or "none",
+        features=frame_table(table, limit=len(table)),
+        drift=dg.MetadataValue.json(table.to_dict(orient="records")),
+        model_version=version,
     )
 
 
@@ -137,22 +144,17 @@ def prediction_drift_check(config: PredictionDriftCheckConfig, raw_data: SourceD
     current = numeric_features(raw_data.frame, list(reference.features.feature_names))
     drift = prediction_drift(model, current, reference)
     passed = drift.psi <= config.psi_threshold
-    return dg.AssetCheckResult(
-        passed=passed,
-        severity=dg.AssetCheckSeverity.WARN,
-        description=(
-            f"prediction drift PSI {drift.psi:.3f} <= {config.psi_threshold:.2f}" if passed
-            else f"Prediction drift detected: PSI {drift.psi:.2f} (threshold: {config.psi_threshold:.2f})"
-        ),
-        metadata={
-            "psi": drift.psi,
-            "threshold": config.psi_threshold,
-            "training_shares": dg.MetadataValue.json(drift.reference_shares),
-            "current_shares": dg.MetadataValue.json(drift.current_shares),
-            "model_version": version,
-            "alert_severity": config.alert_severity,
-            "recommended_action": _action(PREDICTION_DRIFT),
-        },
+    return _evaluated(
+        PREDICTION_DRIFT,
+        passed,
+        f"prediction drift PSI {drift.psi:.3f} <= {config.psi_threshold:.2f}" if passed
+        else f"Prediction drift detected: PSI {drift.psi:.2f} (threshold: {config.psi_threshold:.2f})",
+        config.alert_severity,
+        psi=drift.psi,
+        threshold=config.psi_threshold,
+        training_shares=dg.MetadataValue.json(drift.reference_shares),
+        current_shares=dg.MetadataValue.json(drift.current_shares),
+        model_version=version,
     )
 
 
@@ -167,17 +169,16 @@ def production_accuracy_check(config: ProductionAccuracyCheckConfig, raw_data: S
         return _skipped("the newest data has no labelled rows", config.alert_severity)
     accuracy, rows = scored
     passed = accuracy >= config.min_accuracy
-    return dg.AssetCheckResult(
-        passed=passed,
-        severity=dg.AssetCheckSeverity.WARN,
-        description=(
-            f"production accuracy {accuracy:.2%} on {rows} labelled rows meets {config.min_accuracy:.2%}" if passed
-            else f"Model accuracy dropped to {accuracy:.2%} (threshold: {config.min_accuracy:.2%})"
-        ),
-        metadata={
-            "accuracy": accuracy, "threshold": config.min_accuracy, "labelled_rows": rows, "model_version": version,
-            "alert_severity": config.alert_severity, "recommended_action": _action(ACCURACY_CHECK),
-        },
+    return _evaluated(
+        PRODUCTION_ACCURACY,
+        passed,
+        f"production accuracy {accuracy:.2%} on {rows} labelled rows meets {config.min_accuracy:.2%}" if passed
+        else f"Model accuracy dropped to {accuracy:.2%} (threshold: {config.min_accuracy:.2%})",
+        config.alert_severity,
+        accuracy=accuracy,
+        threshold=config.min_accuracy,
+        labelled_rows=rows,
+        model_version=version,
     )
 
 
@@ -202,17 +203,15 @@ def pipeline_run_time_check(context: dg.AssetCheckExecutionContext, config: RunT
         return _skipped("no finished pipeline run yet", config.alert_severity)
     run_id, seconds = last
     passed = seconds <= config.max_seconds
-    return dg.AssetCheckResult(
-        passed=passed,
-        severity=dg.AssetCheckSeverity.WARN,
-        description=(
-            f"last pipeline run took {seconds:.0f}s (threshold: {config.max_seconds:.0f}s)" if passed
-            else f"Pipeline took {seconds:.0f}s (threshold: {config.max_seconds:.0f}s)"
-        ),
-        metadata={
-            "seconds": seconds, "threshold": config.max_seconds, "measured_run_id": run_id,
-            "alert_severity": config.alert_severity, "recommended_action": _action(RUN_TIME),
-        },
+    return _evaluated(
+        RUN_TIME,
+        passed,
+        f"last pipeline run took {seconds:.0f}s (threshold: {config.max_seconds:.0f}s)" if passed
+        else f"Pipeline took {seconds:.0f}s (threshold: {config.max_seconds:.0f}s)",
+        config.alert_severity,
+        seconds=seconds,
+        threshold=config.max_seconds,
+        measured_run_id=run_id,
     )
 
 
