@@ -9,7 +9,7 @@ Monitoring checks are `blocking=True` only so that, within a run, assets downstr
 """
 
 from datetime import datetime, timezone
-from typing import Any
+from typing import Any, Literal
 
 import dagster as dg
 
@@ -48,25 +48,28 @@ ALL_CHECK_KEYS = [
 ]
 
 
+AlertSeverity = Literal["HIGH", "MEDIUM", "LOW"]
+
+
 class DriftCheckConfig(dg.Config):
     psi_threshold: float = MAX_PSI
     drift_share_threshold: float = 0.5  # dataset drifts when at least this share of features drift
-    alert_severity: str = "MEDIUM"
+    alert_severity: AlertSeverity = "MEDIUM"
 
 
 class PredictionDriftCheckConfig(dg.Config):
     psi_threshold: float = MAX_PSI
-    alert_severity: str = "MEDIUM"
+    alert_severity: AlertSeverity = "MEDIUM"
 
 
 class ProductionAccuracyCheckConfig(dg.Config):
     min_accuracy: float = MIN_ACCURACY
-    alert_severity: str = "HIGH"
+    alert_severity: AlertSeverity = "HIGH"
 
 
 class RunTimeCheckConfig(dg.Config):
     max_seconds: float = MAX_EXECUTION_SECONDS
-    alert_severity: str = "LOW"
+    alert_severity: AlertSeverity = "LOW"
 
 
 def _production(registry: ModelRegistry) -> tuple[str, Any, ModelReference] | None:
