@@ -58,3 +58,20 @@ def test_schedule_timezone_defaults_to_utc_and_follows_the_environment(monkeypat
     assert daily_retrain_schedule().execution_timezone == "UTC"
     monkeypatch.setenv("ML_PLATFORM_TIMEZONE", "Asia/Tokyo")
     assert daily_retrain_schedule().execution_timezone == "Asia/Tokyo"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("args", [["-w", "workspace.yaml"], []], ids=["workspace.yaml", "pyproject"])
+def test_the_code_location_loads_from_workspace_yaml_and_from_pyproject(args: list[str], dagster_home) -> None:
+    """What `dagster dev -w workspace.yaml` and plain `dagster dev` from the repo root load."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    result = subprocess.run(
+        [str(Path(sys.executable).with_name("dagster")), "definitions", "validate", *args],
+        cwd=root, capture_output=True, text=True, timeout=120,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "Validation successful for code location ml_platform." in result.stderr
