@@ -74,4 +74,4 @@ def test_the_code_location_loads_from_workspace_yaml_and_from_pyproject(args: li
         cwd=root, capture_output=True, text=True, timeout=120,
     )
     assert result.returncode == 0, result.stderr[-2000:]
-    assert "Validation successful for code location ml_platform." in result.stderr
+    assert "Validation successful for code location ml_platform." in result.stdout + result.stderr
