@@ -119,11 +119,6 @@ def _step_failures(instance: dg.DagsterInstance, run_id: str) -> list[tuple[str,
     return failures
 
 
-def failed_only_on_blocking_checks(instance: dg.DagsterInstance, run_id: str) -> bool:
-    classes = {cls for _, cls, _ in _step_failures(instance, run_id)}
-    return classes == {BLOCKING_CHECK_ERROR}
-
-
 @dg.run_failure_sensor(
     name="run_failure_alert_sensor",
     minimum_interval_seconds=ALERT_SENSOR_INTERVAL,
@@ -135,10 +130,11 @@ def failed_only_on_blocking_checks(instance: dg.DagsterInstance, run_id: str) ->
 )
 def run_failure_alert_sensor(context: dg.RunFailureSensorContext, alerting: AlertingResource) -> None:
     run = context.dagster_run
-    if failed_only_on_blocking_checks(context.instance, run.run_id):
+    failures = _step_failures(context.instance, run.run_id)
+    if failures and all(cls == BLOCKING_CHECK_ERROR for _, cls, _ in failures):
         context.log.info(f"run {run.run_id} failed on a blocking check; check_alert_sensor alerted it")
         return
-    steps = "; ".join(f"{step}: {reason}" for step, _, reason in _step_failures(context.instance, run.run_id))
+    steps = "; ".join(f"{step}: {reason}" for step, _, reason in failures)
     dispatcher = alerting.dispatcher()
     # Dagster's run-status cursor can replay a run after a daemon restart: key on the run id.
     dispatcher.submit([alert_for_failed_run(run, steps or context.failure_event.message or "", alerting)],
