@@ -32,14 +32,12 @@ def format_table(rows: Sequence[dict[str, Any]], columns: Sequence[str]) -> str:
 
 
 def _version_rows(registry: ModelRegistry) -> list[dict[str, Any]]:
-    aliases_by_version: dict[str, list[str]] = {}
-    for alias, version in registry.aliases().items():
-        aliases_by_version.setdefault(version, []).append(alias)
+    aliases = registry.aliases_by_version()
     return [
         {
             "version": v.version,
             "created_at": v.created_at,
-            "aliases": ",".join(sorted(aliases_by_version.get(v.version, []))),
+            "aliases": aliases.get(v.version, ""),
             "accuracy": v.metrics.get("accuracy"),
             "f1": v.metrics.get("f1"),
             "rows": v.metadata.get("row_count"),

@@ -86,7 +86,7 @@ def _fsync_dir(path: str) -> None:
         os.close(fd)
 
 
-def model_card(record: dict[str, Any]) -> str:
+def render_model_card(record: dict[str, Any]) -> str:
     """The Markdown card stored beside each version."""
     metrics = "\n".join(f"| {k} | {v:.4f} |" for k, v in record.get("metrics", {}).items())
     params = "\n".join(f"| {k} | `{v}` |" for k, v in record.get("params", {}).items())
@@ -209,7 +209,7 @@ class ModelRegistry:
         self._write_atomic(self._path("versions", version, "model.pkl"), data)
         for name, content in (attachments or {}).items():
             self._write_atomic(self._path("versions", version, name), content)
-        self._write_atomic(self._path("versions", version, "model_card.md"), model_card(record).encode())
+        self._write_atomic(self._path("versions", version, "model_card.md"), render_model_card(record).encode())
         self._write_atomic(
             self._path("versions", version, "metadata.json"), json.dumps(record, indent=2, default=str).encode()
         )
@@ -274,6 +274,13 @@ class ModelRegistry:
 
     def aliases(self) -> dict[str, str]:
         return dict(self._read_state()["aliases"])
+
+    def aliases_by_version(self) -> dict[str, str]:
+        """Each aliased version with its aliases, comma-joined and sorted ("previous,staging")."""
+        grouped: dict[str, list[str]] = {}
+        for alias, version in self.aliases().items():
+            grouped.setdefault(version, []).append(alias)
+        return {version: ",".join(sorted(names)) for version, names in grouped.items()}
 
     def alias(self, name: str) -> str | None:
         return self.aliases().get(name)

@@ -125,7 +125,6 @@ def render_report(
     production_version: str | None,
     recent_alerts: Sequence[dict[str, Any]],
     generated_at: str,
-    charts: bool = True,
 ) -> str:
     counts = Counter(f.severity for f in failed_checks)
     by_severity = ", ".join(f"{s}: {counts.get(s, 0)}" for s in SEVERITY_ORDER)
@@ -142,13 +141,13 @@ def render_report(
         "## Data drift per feature",
         markdown_table(drift_rows, ["feature", "psi", "ks_statistic", "ks_pvalue", "drifted"]),
     ]
-    if charts and drift_rows:
+    if drift_rows:
         sections.append(f"![Data drift per feature]({drift_chart(drift_rows, psi_threshold)})")
     sections += [
         "## Last model versions",
         markdown_table(version_rows, ["version", "created_at", "aliases", "accuracy", "f1", "roc_auc", "rows"]),
     ]
-    if charts and version_rows:
+    if version_rows:
         sections.append(f"![Holdout metrics trend]({metrics_chart(version_rows)})")
     sections += [
         "## Latest alerts",

@@ -12,6 +12,7 @@ from datetime import datetime, timezone
 from typing import Any, Literal
 
 import dagster as dg
+import pandas as pd
 
 from ml_platform.core.alert_outbox import AlertOutbox
 from ml_platform.core.alerts import DEFAULT_CHECK_RULES, alert_for_failed_check
@@ -72,15 +73,19 @@ class RunTimeCheckConfig(dg.Config):
     alert_severity: AlertSeverity = "LOW"
 
 
-def _production(registry: ModelRegistry) -> tuple[str, Any, ModelReference] | None:
-    """The production version, its model and its drift reference, or None if there is none."""
+def _production_reference(
+    registry: ModelRegistry, raw_data: SourceData
+) -> tuple[str, ModelReference, pd.DataFrame] | None:
+    """The production version, its drift reference and the newest data's numeric features,
+    or None when there is no production model with a reference."""
     version = registry.alias("production")
     if version is None:
         return None
     raw = registry.attachment(version, REFERENCE_FILE)
     if raw is None:
         return None  # trained before references were stored
-    return version, registry.load(version), ModelReference.from_json(raw)
+    reference = ModelReference.from_json(raw)
+    return version, reference, numeric_features(raw_data.frame, list(reference.features.feature_names))
 
 
 def _skipped(reason: str, severity: str) -> dg.AssetCheckResult:
@@ -106,11 +111,10 @@ def _evaluated(check: str, passed: bool, description: str, alert_severity: str, 
 
 @dg.asset_check(asset=raw_data, name=DATA_DRIFT, blocking=True, description="PSI and KS of every feature of the newest data against the production model's training data.")
 def data_drift_check(config: DriftCheckConfig, raw_data: SourceData, model_registry: ModelRegistryResource) -> dg.AssetCheckResult:
-    production = _production(model_registry.registry())
+    production = _production_reference(model_registry.registry(), raw_data)
     if production is None:
         return _skipped("no production model with a drift reference yet", config.alert_severity)
-    version, _, reference = production
-    current = numeric_features(raw_data.frame, list(reference.features.feature_names))
+    version, reference, current = production
     report = compute_drift(
         reference.features, current, psi_threshold=config.psi_threshold,
         dataset_psi_threshold=config.psi_threshold, drift_share_threshold=config.drift_share_threshold,
@@ -140,12 +144,12 @@ def data_drift_check(config: DriftCheckConfig, raw_data: SourceData, model_regis
 
 @dg.asset_check(asset=raw_data, name=PREDICTION_DRIFT, blocking=True, description="Predicted class shares of the production model on the newest data against those at training time.")
 def prediction_drift_check(config: PredictionDriftCheckConfig, raw_data: SourceData, model_registry: ModelRegistryResource) -> dg.AssetCheckResult:
-    production = _production(model_registry.registry())
+    registry = model_registry.registry()
+    production = _production_reference(registry, raw_data)
     if production is None:
         return _skipped("no production model with a drift reference yet", config.alert_severity)
-    version, model, reference = production
-    current = numeric_features(raw_data.frame, list(reference.features.feature_names))
-    drift = prediction_drift(model, current, reference)
+    version, reference, current = production
+    drift = prediction_drift(registry.load(version), current, reference)
     passed = drift.psi <= config.psi_threshold
     return _evaluated(
         PREDICTION_DRIFT,
@@ -253,11 +257,9 @@ def monitoring_report(
     psi_threshold = float(drift_eval[0].metadata["threshold"].value) if drift_rows else MAX_PSI
 
     registry = model_registry.registry()
-    aliases: dict[str, list[str]] = {}
-    for alias, version in registry.aliases().items():
-        aliases.setdefault(version, []).append(alias)
+    aliases = registry.aliases_by_version()
     version_rows = [
-        {"version": v.version, "created_at": v.created_at, "aliases": ",".join(aliases.get(v.version, [])),
+        {"version": v.version, "created_at": v.created_at, "aliases": aliases.get(v.version, ""),
          "rows": v.metadata.get("row_count"), **v.metrics}
         for v in registry.list_versions()[-10:]
     ]
