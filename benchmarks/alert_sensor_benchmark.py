@@ -292,7 +292,7 @@ def read_limit(limit: int) -> Iterator[None]:
 
 
 def outbox_counts(outbox: Path) -> dict[str, int]:
-    from ml_platform.core.alert_outbox import AlertOutbox
+    from ml_platform.alerting.outbox import AlertOutbox
 
     return AlertOutbox(outbox).counts()
 
@@ -340,7 +340,7 @@ class Probe:
 
 @contextmanager
 def instrumented(instance: Any) -> Iterator[Probe]:
-    from ml_platform.core import alert_channels, alert_dispatch, alert_outbox
+    from ml_platform.alerting import channels as alert_channels, dispatch as alert_dispatch, outbox as alert_outbox
     from ml_platform.orchestration import sensors
 
     probe = Probe()

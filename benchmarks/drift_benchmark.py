@@ -25,7 +25,7 @@ import pandas as pd
 # Runnable as a plain script from a checkout, without installing the package.
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from ml_platform.core.drift import compute_drift, summarize_reference  # noqa: E402
+from ml_platform.monitoring.drift import compute_drift, summarize_reference  # noqa: E402
 
 T = TypeVar("T")
 

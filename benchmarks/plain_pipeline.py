@@ -5,7 +5,7 @@ what the four assets do, minus Dagster (no event log, no IO manager, no asset ch
 Pandera (the same checks written in plain pandas), and imports nothing from ml_platform:
 
     1. load       bundled breast-cancer data (columns snake_cased), the synthetic generator
-                  (same algorithm and seed as ml_platform.core.datasets.generate_synthetic,
+                  (same algorithm and seed as ml_platform.data.sources.generate_synthetic,
                   so identical data), or a CSV/Parquet file
     2. validate   declared columns present, numeric (coerced to float), non-null, finite,
                   non-negative (bundled), target in the declared classes, >= --min-rows rows,
@@ -72,10 +72,10 @@ def load_bundled() -> tuple[pd.DataFrame, list[str], str, tuple, float | None]:
 
 
 def load_synthetic(rows: int, features: int, positive_fraction: float = 0.5, seed: int = SEED):
-    """Same algorithm as ml_platform.core.datasets.generate_synthetic (no drift)."""
+    """Same algorithm as ml_platform.data.sources.generate_synthetic (no drift)."""
     rng = np.random.default_rng(seed)
     x = rng.standard_normal((rows, features))
-    concept = np.random.default_rng(20_240_613)  # as ml_platform.core.datasets.CONCEPT_SEED
+    concept = np.random.default_rng(20_240_613)  # as ml_platform.data.sources.CONCEPT_SEED
     weights = concept.uniform(0.5, 1.5, features) * concept.choice([-1.0, 1.0], features)
     logits = x @ weights / np.sqrt(features) * 3.0
     threshold = np.quantile(logits, 1.0 - positive_fraction)
@@ -94,7 +94,7 @@ def load_file(path: str, kind: str, target: str):
 
 
 def fingerprint(frame: pd.DataFrame) -> str:
-    """Content hash (names, dtypes, values in order), as ml_platform.core.datasets.fingerprint_frame."""
+    """Content hash (names, dtypes, values in order), as ml_platform.data.sources.fingerprint_frame."""
     digest = hashlib.sha256()
     digest.update("\x1f".join(f"{c}:{t}" for c, t in frame.dtypes.astype(str).items()).encode())
     digest.update(pd.util.hash_pandas_object(frame, index=False).to_numpy().tobytes())

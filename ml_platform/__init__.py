@@ -6,7 +6,7 @@ used in a serving process without importing Dagster.
 
 from typing import Any
 
-from ml_platform.core.registry import load_production_model
+from ml_platform.model.registry import load_production_model
 
 __all__ = ["defs", "load_production_model"]
 

@@ -17,9 +17,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from ml_platform.core.alert_outbox import AlertOutbox
-from ml_platform.core.paths import default_registry_root, platform_home
-from ml_platform.core.registry import ModelRegistry, RegistryError
+from ml_platform.alerting.outbox import AlertOutbox
+from ml_platform.paths import default_registry_root, platform_home
+from ml_platform.model.registry import ModelRegistry, RegistryError
 
 
 def format_table(rows: Sequence[dict[str, Any]], columns: Sequence[str]) -> str:

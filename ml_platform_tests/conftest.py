@@ -10,7 +10,7 @@ from typing import Any
 import dagster as dg
 import pytest
 
-from ml_platform.core.registry import ModelRegistry
+from ml_platform.model.registry import ModelRegistry
 from ml_platform.orchestration.assets import ASSETS
 from ml_platform.orchestration.alerting import alerting_resource
 from ml_platform.orchestration.resources import DataSourceResource, ModelRegistryResource

@@ -3,8 +3,8 @@
 import dagster as dg
 import pytest
 
-from ml_platform.core.monitoring import REFERENCE_FILE, ModelReference
-from ml_platform.core.registry import ModelRegistry
+from ml_platform.monitoring.checks import REFERENCE_FILE, ModelReference
+from ml_platform.model.registry import ModelRegistry
 from ml_platform.orchestration.assets import production_model
 from ml_platform.orchestration.monitoring import last_pipeline_run_seconds
 from ml_platform.orchestration.resources import DataSourceResource

@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from ml_platform.core.registry import ModelRegistry, load_production_model
+from ml_platform.model.registry import ModelRegistry, load_production_model
 from ml_platform.orchestration.assets import ACCURACY_CHECK, ASSETS, latest_check_result
 from ml_platform.orchestration.resources import DataSourceResource
 from ml_platform_tests.conftest import pipeline_resources, run_pipeline

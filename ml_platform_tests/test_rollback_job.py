@@ -2,7 +2,7 @@
 
 import dagster as dg
 
-from ml_platform.core.registry import ModelRegistry
+from ml_platform.model.registry import ModelRegistry
 from ml_platform.orchestration.rollback import rollback_production_model
 from ml_platform_tests.conftest import pipeline_resources, run_pipeline
 

@@ -7,8 +7,8 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from ml_platform.core.alert_outbox import AlertOutbox
-from ml_platform.core.alerts import JsonlAlertFile
+from ml_platform.alerting.outbox import AlertOutbox
+from ml_platform.alerting.alert import JsonlAlertFile
 from ml_platform.orchestration.alerting import (
     AlertingResource,
     EmailChannelResource,
@@ -205,7 +205,7 @@ def test_channels_are_switched_on_by_environment_variables_as_env_vars(monkeypat
 
 
 def test_default_routes_leave_out_channels_that_are_off_and_explicit_routes_must_name_real_ones(tmp_path: Path) -> None:
-    from ml_platform.core.alerts import Severity
+    from ml_platform.alerting.alert import Severity
     from ml_platform.orchestration.alerting import SlackChannelResource
 
     slack = SlackChannelResource(webhook_url="https://hooks.slack.test/x")

@@ -9,7 +9,7 @@ from typing import Any
 
 import dagster as dg
 
-from ml_platform.core.alert_channels import (
+from ml_platform.alerting.channels import (
     PAGERDUTY_EVENTS_URL,
     AlertChannel,
     EmailChannel,
@@ -19,10 +19,10 @@ from ml_platform.core.alert_channels import (
     PagerDutyChannel,
     SlackWebhookChannel,
 )
-from ml_platform.core.alert_dispatch import AlertDispatcher
-from ml_platform.core.alert_outbox import AlertOutbox
-from ml_platform.core.alerts import DEFAULT_ENVIRONMENT
-from ml_platform.core.paths import platform_home
+from ml_platform.alerting.dispatch import AlertDispatcher
+from ml_platform.alerting.outbox import AlertOutbox
+from ml_platform.alerting.alert import DEFAULT_ENVIRONMENT
+from ml_platform.paths import platform_home
 
 # Where each severity goes when `routes` is not set; channels that are off are left out,
 # and the log and the JSONL file always receive everything.

@@ -11,14 +11,14 @@ from typing import Any
 import dagster as dg
 import pandas as pd
 
-from ml_platform.core.datasets import DataSourceError, DatasetSpec, SourceData, fingerprint_frame
-from ml_platform.core.monitoring import REFERENCE_FILE, build_reference
-from ml_platform.core.paths import platform_home
-from ml_platform.core.promotion import GatePolicy, decide_promotion
-from ml_platform.core.provenance import code_version, library_versions
-from ml_platform.core.registry import ModelRegistry, RegistryError
-from ml_platform.core.training import TrainingSettings, evaluate, train_candidate
-from ml_platform.core.validation import DataValidationError, ValidationPolicy, validate_frame
+from ml_platform.data.sources import DataSourceError, DatasetSpec, SourceData, fingerprint_frame
+from ml_platform.monitoring.checks import REFERENCE_FILE, build_reference
+from ml_platform.paths import platform_home
+from ml_platform.model.gate import GatePolicy, decide_promotion
+from ml_platform.model.provenance import code_version, library_versions
+from ml_platform.model.registry import ModelRegistry, RegistryError
+from ml_platform.model.training import TrainingSettings, evaluate, train_candidate
+from ml_platform.data.validation import DataValidationError, ValidationPolicy, validate_frame
 from ml_platform.orchestration.metadata import frame_table
 from ml_platform.orchestration.resources import DataSourceResource, ModelRegistryResource
 

@@ -14,11 +14,11 @@ from typing import Any, Literal
 import dagster as dg
 import pandas as pd
 
-from ml_platform.core.alert_outbox import AlertOutbox
-from ml_platform.core.alerts import DEFAULT_CHECK_RULES, alert_for_failed_check
-from ml_platform.core.datasets import SourceData
-from ml_platform.core.drift import compute_drift
-from ml_platform.core.monitoring import (
+from ml_platform.alerting.outbox import AlertOutbox
+from ml_platform.alerting.alert import DEFAULT_CHECK_RULES, alert_for_failed_check
+from ml_platform.data.sources import SourceData
+from ml_platform.monitoring.drift import compute_drift
+from ml_platform.monitoring.checks import (
     MAX_EXECUTION_SECONDS,
     MAX_PSI,
     MIN_ACCURACY,
@@ -28,8 +28,8 @@ from ml_platform.core.monitoring import (
     numeric_features,
     prediction_drift,
 )
-from ml_platform.core.registry import ModelRegistry
-from ml_platform.core.report import FailedCheck, render_report
+from ml_platform.model.registry import ModelRegistry
+from ml_platform.monitoring.report import FailedCheck, render_report
 from ml_platform.orchestration.assets import ACCURACY_CHECK, SCHEMA_CHECK, production_model, raw_data
 from ml_platform.orchestration.metadata import frame_table, plain_metadata
 from ml_platform.orchestration.alerting import AlertingResource

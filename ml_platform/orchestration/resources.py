@@ -7,15 +7,15 @@ from typing import Literal
 import dagster as dg
 import pandas as pd
 
-from ml_platform.core.datasets import (
+from ml_platform.data.sources import (
     DataSourceError,
     SourceData,
     generate_synthetic,
     load_breast_cancer_source,
     read_table_file,
 )
-from ml_platform.core.paths import default_registry_root
-from ml_platform.core.registry import DEFAULT_KEEP_LAST, ModelRegistry
+from ml_platform.paths import default_registry_root
+from ml_platform.model.registry import DEFAULT_KEEP_LAST, ModelRegistry
 
 
 class DataSourceResource(dg.ConfigurableResource):

@@ -2,8 +2,8 @@
 
 import dagster as dg
 
-from ml_platform.core.datasets import DataSourceError
-from ml_platform.core.registry import RegistryError
+from ml_platform.data.sources import DataSourceError
+from ml_platform.model.registry import RegistryError
 from ml_platform.orchestration.assets import REGISTRY_POOL, registry_link
 from ml_platform.orchestration.resources import DataSourceResource, ModelRegistryResource
 

@@ -12,8 +12,8 @@ import os
 import dagster as dg
 from dagster._core.events import DagsterEventType
 
-from ml_platform.core.alert_dispatch import AlertDispatcher, ResolvedCheck
-from ml_platform.core.alerts import Alert, Severity, alert_for_failed_check, run_url
+from ml_platform.alerting.dispatch import AlertDispatcher, ResolvedCheck
+from ml_platform.alerting.alert import Alert, Severity, alert_for_failed_check, run_url
 from ml_platform.orchestration.alerting import AlertingResource
 from ml_platform.orchestration.metadata import plain_metadata
 

@@ -1,7 +1,7 @@
 import base64
 import re
 
-from ml_platform.core.report import FailedCheck, drift_chart, markdown_table, metrics_chart, render_report
+from ml_platform.monitoring.report import FailedCheck, drift_chart, markdown_table, metrics_chart, render_report
 
 
 def decode(uri: str) -> str:

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from ml_platform.core.alert_channels import (
+from ml_platform.alerting.channels import (
     JsonWebhookChannel,
     LogChannel,
     PagerDutyChannel,
@@ -18,9 +18,9 @@ from ml_platform.core.alert_channels import (
     RetryableDeliveryError,
     SlackWebhookChannel,
 )
-from ml_platform.core.alert_dispatch import AlertDispatcher, ResolvedCheck
-from ml_platform.core.alert_outbox import AlertOutbox
-from ml_platform.core.alerts import Alert, AlertState, Severity
+from ml_platform.alerting.dispatch import AlertDispatcher, ResolvedCheck
+from ml_platform.alerting.outbox import AlertOutbox
+from ml_platform.alerting.alert import Alert, AlertState, Severity
 from ml_platform_tests.alert_servers import RecordingHTTPServer
 
 T0 = 1_700_000_000.0

@@ -26,7 +26,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from ml_platform.core.alerts import Alert, AlertState, Severity
+from ml_platform.alerting.alert import Alert, AlertState, Severity
 
 SCHEMA_VERSION = 1
 

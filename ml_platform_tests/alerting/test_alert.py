@@ -1,6 +1,6 @@
 from pathlib import Path
 
-from ml_platform.core.alerts import JsonlAlertFile, Severity, alert_for_failed_check
+from ml_platform.alerting.alert import JsonlAlertFile, Severity, alert_for_failed_check
 
 
 def make(check: str, event_id: int, dagster_severity: str = "ERROR", **metadata):
@@ -55,7 +55,7 @@ def test_to_dict_is_json_and_round_trips() -> None:
     import json
     from datetime import datetime
 
-    from ml_platform.core.alerts import Alert, AlertState
+    from ml_platform.alerting.alert import Alert, AlertState
 
     a = make("data_drift", 3, when=datetime(2024, 1, 1), score=float("inf"), nested={"k": (1, 2)})
     record = json.loads(json.dumps(a.to_dict(), allow_nan=False))
@@ -66,7 +66,7 @@ def test_to_dict_is_json_and_round_trips() -> None:
 
 
 def test_run_url_and_environment_from_the_check_helper() -> None:
-    from ml_platform.core.alerts import run_url
+    from ml_platform.alerting.alert import run_url
 
     assert run_url("http://localhost:3000/", "abc-1") == "http://localhost:3000/runs/abc-1"
     assert run_url(None, "abc") is None and run_url("http://x", None) is None

@@ -8,13 +8,13 @@ from pathlib import Path
 import pytest
 from sklearn.dummy import DummyClassifier
 
-from ml_platform.core.registry import ModelRegistry
+from ml_platform.model.registry import ModelRegistry
 
 # Runs one promotion in a child process that dies (os._exit, like a kill -9: no cleanup,
 # no finally blocks) at the N-th durable-write step: each fsync and the atomic rename.
 PROMOTE_AND_CRASH = """
 import os, sys
-from ml_platform.core.registry import ModelRegistry
+from ml_platform.model.registry import ModelRegistry
 
 root, crash_at = sys.argv[1], int(sys.argv[2])
 steps = 0

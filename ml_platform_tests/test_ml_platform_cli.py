@@ -9,7 +9,7 @@ import pytest
 from sklearn.dummy import DummyClassifier
 
 from ml_platform.cli import main
-from ml_platform.core.registry import ModelRegistry
+from ml_platform.model.registry import ModelRegistry
 
 ML_PLATFORM = str(Path(sys.executable).with_name("ml-platform"))
 
@@ -102,10 +102,10 @@ def test_installed_console_script_reads_the_default_registry_location(root: str,
 @pytest.fixture
 def outbox_path(tmp_path: Path) -> Path:
     """An outbox with one delivered alert and one dead letter, made by the real dispatcher."""
-    from ml_platform.core.alert_channels import JsonlFileChannel, PermanentDeliveryError
-    from ml_platform.core.alert_dispatch import AlertDispatcher
-    from ml_platform.core.alert_outbox import AlertOutbox
-    from ml_platform.core.alerts import alert_for_failed_check
+    from ml_platform.alerting.channels import JsonlFileChannel, PermanentDeliveryError
+    from ml_platform.alerting.dispatch import AlertDispatcher
+    from ml_platform.alerting.outbox import AlertOutbox
+    from ml_platform.alerting.alert import alert_for_failed_check
 
     class Refusing:
         name = "webhook"

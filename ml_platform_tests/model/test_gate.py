@@ -2,7 +2,7 @@ from typing import Any
 
 import pytest
 
-from ml_platform.core.promotion import GatePolicy, decide_promotion
+from ml_platform.model.gate import GatePolicy, decide_promotion
 
 
 def decide(**overrides: Any):

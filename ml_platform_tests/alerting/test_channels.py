@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from ml_platform.core.alert_channels import (
+from ml_platform.alerting.channels import (
     EmailChannel,
     JsonlFileChannel,
     JsonWebhookChannel,
@@ -23,7 +23,7 @@ from ml_platform.core.alert_channels import (
     SlackWebhookChannel,
     parse_retry_after,
 )
-from ml_platform.core.alerts import Alert, AlertState, JsonlAlertFile, Severity
+from ml_platform.alerting.alert import Alert, AlertState, JsonlAlertFile, Severity
 from ml_platform_tests.alert_servers import (
     RecordingHTTPServer,
     RecordingSMTPServer,

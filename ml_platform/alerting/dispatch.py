@@ -40,9 +40,9 @@ from datetime import datetime, timezone
 from threading import Lock
 from typing import Any
 
-from ml_platform.core.alert_channels import AlertChannel, DeliveryError, RetryableDeliveryError
-from ml_platform.core.alert_outbox import AlertOutbox, Delivery, OutboxTransaction
-from ml_platform.core.alerts import DEFAULT_ENVIRONMENT, Alert, AlertState, Severity, alert_fingerprint, run_url
+from ml_platform.alerting.channels import AlertChannel, DeliveryError, RetryableDeliveryError
+from ml_platform.alerting.outbox import AlertOutbox, Delivery, OutboxTransaction
+from ml_platform.alerting.alert import DEFAULT_ENVIRONMENT, Alert, AlertState, Severity, alert_fingerprint, run_url
 
 logger = logging.getLogger("ml_platform.alerts.dispatch")
 

@@ -1,8 +1,8 @@
 import pandas as pd
 import pytest
 
-from ml_platform.core.datasets import generate_synthetic, load_breast_cancer_source
-from ml_platform.core.training import TrainingSettings, build_pipeline, evaluate, split_holdout, train_candidate
+from ml_platform.data.sources import generate_synthetic, load_breast_cancer_source
+from ml_platform.model.training import TrainingSettings, build_pipeline, evaluate, split_holdout, train_candidate
 
 
 def test_default_candidate_is_scaler_plus_logistic_regression_with_all_holdout_metrics() -> None:

@@ -9,8 +9,8 @@ from typing import Any
 
 import pandas as pd
 
-from ml_platform.core.datasets import DatasetSpec
-from ml_platform.core.drift import ReferenceSummary, class_share_psi, class_shares, summarize_reference
+from ml_platform.data.sources import DatasetSpec
+from ml_platform.monitoring.drift import ReferenceSummary, class_share_psi, class_shares, summarize_reference
 
 REFERENCE_FILE = "drift_reference.json"
 MIN_ACCURACY = 0.70

@@ -4,7 +4,7 @@ from pathlib import Path
 import pytest
 from sklearn.dummy import DummyClassifier
 
-from ml_platform.core.registry import ModelRegistry, RegistryError, load_production_model
+from ml_platform.model.registry import ModelRegistry, RegistryError, load_production_model
 
 
 def fitted(constant: int) -> DummyClassifier:

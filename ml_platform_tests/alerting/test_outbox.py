@@ -10,8 +10,8 @@ import textwrap
 import time
 from pathlib import Path
 
-from ml_platform.core.alert_outbox import AlertOutbox
-from ml_platform.core.alerts import Alert, AlertState, JsonlAlertFile, Severity
+from ml_platform.alerting.outbox import AlertOutbox
+from ml_platform.alerting.alert import Alert, AlertState, JsonlAlertFile, Severity
 
 T0 = 1_700_000_000.0
 
@@ -90,10 +90,10 @@ def test_alerts_are_listed_newest_first(tmp_path: Path) -> None:
 WORKER = textwrap.dedent(
     """
     import sys, time
-    from ml_platform.core.alert_channels import JsonlFileChannel
-    from ml_platform.core.alert_dispatch import AlertDispatcher
-    from ml_platform.core.alert_outbox import AlertOutbox
-    from ml_platform.core.alerts import Alert, Severity
+    from ml_platform.alerting.channels import JsonlFileChannel
+    from ml_platform.alerting.dispatch import AlertDispatcher
+    from ml_platform.alerting.outbox import AlertOutbox
+    from ml_platform.alerting.alert import Alert, Severity
 
     db, out, start = sys.argv[1], sys.argv[2], float(sys.argv[3])
     d = AlertDispatcher(AlertOutbox(db), [JsonlFileChannel(out)], {"HIGH": ["jsonl"], "MEDIUM": [], "LOW": []})

@@ -4,8 +4,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from ml_platform.core.datasets import DatasetSpec, FeatureSpec
-from ml_platform.core.validation import DataValidationError, ValidationPolicy, validate_frame
+from ml_platform.data.sources import DatasetSpec, FeatureSpec
+from ml_platform.data.validation import DataValidationError, ValidationPolicy, validate_frame
 
 SPEC = DatasetSpec(
     features=(FeatureSpec("size", min_value=0.0), FeatureSpec("weight", min_value=0.0, max_value=100.0)),

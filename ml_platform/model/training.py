@@ -15,7 +15,7 @@ from sklearn.model_selection import train_test_split
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
 
-from ml_platform.core.datasets import DatasetSpec
+from ml_platform.data.sources import DatasetSpec
 
 def _ensemble(name: str) -> type[ClassifierMixin]:
     import sklearn.ensemble  # ~0.1 s of import time, paid only when an ensemble is chosen

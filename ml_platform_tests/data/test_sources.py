@@ -4,7 +4,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from ml_platform.core.datasets import (
+from ml_platform.data.sources import (
     DataSourceError,
     fingerprint_frame,
     generate_synthetic,

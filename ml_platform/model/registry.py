@@ -45,7 +45,7 @@ from typing import Any
 import fsspec
 from fsspec.implementations.local import LocalFileSystem
 
-from ml_platform.core.paths import default_registry_root
+from ml_platform.paths import default_registry_root
 
 ALIASES = ("production", "previous", "staging")
 DEFAULT_KEEP_LAST = 20

@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 from urllib.parse import quote, urlsplit
 
-from ml_platform.core.alerts import DEFAULT_ENVIRONMENT, Alert, JsonlAlertFile, Severity
+from ml_platform.alerting.alert import DEFAULT_ENVIRONMENT, Alert, JsonlAlertFile, Severity
 
 DEFAULT_TIMEOUT_SECONDS = 10.0
 PAGERDUTY_EVENTS_URL = "https://events.pagerduty.com/v2/enqueue"

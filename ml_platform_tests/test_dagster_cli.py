@@ -8,7 +8,7 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from ml_platform.core.registry import ModelRegistry
+from ml_platform.model.registry import ModelRegistry
 
 DAGSTER = str(Path(sys.executable).with_name("dagster"))
 

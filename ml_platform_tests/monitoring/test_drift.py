@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from ml_platform.core.drift import (
+from ml_platform.monitoring.drift import (
     DriftReport,
     ReferenceSummary,
     class_share_psi,

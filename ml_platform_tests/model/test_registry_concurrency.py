@@ -11,11 +11,11 @@ from pathlib import Path
 import pytest
 from sklearn.dummy import DummyClassifier
 
-from ml_platform.core.registry import ModelRegistry
+from ml_platform.model.registry import ModelRegistry
 
 PROMOTE_LOOP = """
 import sys
-from ml_platform.core.registry import ModelRegistry
+from ml_platform.model.registry import ModelRegistry
 root, name, count = sys.argv[1], sys.argv[2], int(sys.argv[3])
 registry = ModelRegistry(root)
 print("ready", flush=True)

@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 import pandera.pandas as pa
 
-from ml_platform.core.datasets import DatasetSpec
+from ml_platform.data.sources import DatasetSpec
 
 FAILURE_COLUMNS = ["column", "check", "failure_case", "row"]
 

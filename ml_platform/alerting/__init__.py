@@ -1,0 +1,1 @@
+"""Alerts, their routing, the outbox and the delivery channels (no Dagster import)."""

@@ -1,1 +1,0 @@
-"""Domain logic with no Dagster import: data sources, validation, training, registry, gate, alerts."""

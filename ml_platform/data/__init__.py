@@ -1,0 +1,1 @@
+"""Where data comes from and what makes it valid (no Dagster import)."""
