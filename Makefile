@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 # A persistent local Dagster instance, so CLI runs show up in `make ui` and reuse stored outputs.
 export DAGSTER_HOME ?= $(CURDIR)/dagster_home
 
-.PHONY: install run ui test bench
+.PHONY: install run ui check test bench
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -15,11 +15,16 @@ $(VENV)/.installed: pyproject.toml
 
 install: $(VENV)/.installed
 
+# Every declared model (ml_platform/defs/*/defs.yaml), then where its production model is and what to try next.
 run: install
 	$(BIN)/dagster asset materialize -m ml_platform --select '*'
+	$(BIN)/ml-platform status
 
 ui: install
 	$(BIN)/dagster dev -w workspace.yaml
+
+check: install
+	$(BIN)/dg check defs
 
 test: install
 	$(BIN)/python -m pytest

@@ -1,10 +1,12 @@
-"""`ml-platform`: the registry and the alerts from the command line (no Dagster import).
+"""`ml-platform`: declared models, their registries and the alerts from the command line (no Dagster import).
 
+    ml-platform status                          every model: what is in production, where, what next
+    ml-platform new-model NAME --csv PATH --target COL     declare a model from a data file
     ml-platform models list | show VERSION | history | promote VERSION | rollback [--to VERSION]
     ml-platform alerts list | outbox | dead-letters | requeue DELIVERY_ID
 
-Readable tables by default, `--json` for scripts. Exit status 0 on success; otherwise
-non-zero with a one-line reason on stderr.
+`--model NAME` chooses the model (default: the only one declared). Readable tables by
+default, `--json` for scripts. Exit status 0 on success; 1 with a one-line reason on stderr.
 """
 
 from __future__ import annotations
@@ -18,8 +20,10 @@ from pathlib import Path
 from typing import Any
 
 from ml_platform.alerting.outbox import AlertOutbox
-from ml_platform.paths import default_registry_root, platform_home
+from ml_platform.declaration import DeclarationError, default_defs_dir, read_declarations, resolve_model_name
 from ml_platform.model.registry import ModelRegistry, RegistryError
+from ml_platform.paths import dagster_home, model_registry_url, platform_home
+from ml_platform.scaffold import declaration_yaml, inferred_source, write_declaration
 
 
 def format_table(rows: Sequence[dict[str, Any]], columns: Sequence[str]) -> str:
@@ -48,31 +52,12 @@ def _version_rows(registry: ModelRegistry) -> list[dict[str, Any]]:
     ]
 
 
-def _run_alerts(args: argparse.Namespace) -> tuple[Any, str]:
-    outbox_path = Path(args.outbox or platform_home() / "alerts.db")
-    if not outbox_path.exists():
-        raise RegistryError(f"no alert outbox at {outbox_path} yet (no alert was ever raised there)")
-    outbox = AlertOutbox(outbox_path)
-    if args.command == "list":
-        records = [r.to_dict() for r in outbox.alerts(limit=args.limit)]
-        return records, format_table(records, ["submitted_at", "state", "severity", "asset", "check", "outcome", "channels", "message"])
-    if args.command in ("outbox", "dead-letters"):
-        deliveries = outbox.pending() if args.command == "outbox" else outbox.dead_letters()
-        rows = [{**d.to_dict(), "alerts": len(d.alerts)} for d in deliveries]
-        columns = ["id", "channel", "status", "attempts", "alerts", "next_attempt_at", "last_error"]
-        return [d.to_dict() for d in deliveries], format_table(rows, columns)
-    if args.command == "requeue":
-        if not outbox.requeue(args.delivery_id, now=time.time()):
-            raise RegistryError(f"delivery {args.delivery_id} is not a dead letter")
-        return {"requeued": args.delivery_id}, f"delivery {args.delivery_id} will be sent at the next sensor tick"
-    raise AssertionError(args.command)
+def _registry(args: argparse.Namespace) -> ModelRegistry:
+    return ModelRegistry(model_registry_url(resolve_model_name(args.model, args.defs), args.registry))
 
 
-def _run(args: argparse.Namespace) -> tuple[Any, str]:
-    """Returns (the JSON answer, the human answer)."""
-    if args.group == "alerts":
-        return _run_alerts(args)
-    registry = ModelRegistry(args.registry)
+def _run_models(args: argparse.Namespace) -> tuple[Any, str]:
+    registry = _registry(args)
     if args.command == "list":
         rows = _version_rows(registry)
         return rows, format_table(rows, ["version", "created_at", "aliases", "accuracy", "f1", "rows", "data_fingerprint"])
@@ -98,19 +83,139 @@ def _run(args: argparse.Namespace) -> tuple[Any, str]:
     raise AssertionError(args.command)
 
 
+def _run_alerts(args: argparse.Namespace) -> tuple[Any, str]:
+    outbox_path = Path(args.outbox or platform_home() / "alerts.db")
+    if not outbox_path.exists():
+        raise RegistryError(f"no alert outbox at {outbox_path} yet (no alert was ever raised there)")
+    outbox = AlertOutbox(outbox_path)
+    if args.command == "list":
+        model = resolve_model_name(args.model, args.defs) if args.model else None
+        records = [r.to_dict() for r in outbox.alerts(limit=args.limit * (10 if model else 1)) if not model or r.alert.model == model]
+        records = records[: args.limit]
+        return records, format_table(records, ["submitted_at", "state", "severity", "asset", "check", "outcome", "channels", "message"])
+    if args.command in ("outbox", "dead-letters"):
+        deliveries = outbox.pending() if args.command == "outbox" else outbox.dead_letters()
+        rows = [{**d.to_dict(), "alerts": len(d.alerts)} for d in deliveries]
+        columns = ["id", "channel", "status", "attempts", "alerts", "next_attempt_at", "last_error"]
+        return [d.to_dict() for d in deliveries], format_table(rows, columns)
+    if args.command == "requeue":
+        if not outbox.requeue(args.delivery_id, now=time.time()):
+            raise RegistryError(f"delivery {args.delivery_id} is not a dead letter")
+        return {"requeued": args.delivery_id}, f"delivery {args.delivery_id} will be sent at the next sensor tick"
+    raise AssertionError(args.command)
+
+
+def _run_status(args: argparse.Namespace) -> tuple[Any, str]:
+    """Every declared model (or --model): its production version, where it is, what to try next."""
+    models = read_declarations(args.defs)
+    if args.model:
+        name = resolve_model_name(args.model, args.defs)
+        models = [m for m in models if m.name == name]
+    rows, lines = [], []
+    for model in models:
+        registry = ModelRegistry(model_registry_url(model.name, args.registry))
+        production = registry.alias("production")
+        version = registry.get(production) if production else None
+        last = next((h for h in reversed(registry.history()) if h.get("alias") == "production"), None)
+        rows.append({
+            "model": model.name,
+            "production": production,
+            "accuracy": version.metrics.get("accuracy") if version else None,
+            "since": last["at"] if last else None,
+            "why": last["reason"] if last else None,
+            "versions": len(registry.list_versions()),
+            "model_card": registry.location(production) if production else None,
+            "registry": registry.url,
+        })
+    for row in rows:
+        if row["production"]:
+            lines += [
+                f"{row['model']}: {row['production']} in production (holdout accuracy {row['accuracy']:.4f}) since {row['since']}",
+                f"  why:        {row['why']}",
+                f"  model card: {row['model_card']}",
+                f"  registry:   {row['registry']} ({row['versions']} version(s))",
+            ]
+        else:
+            lines.append(f"{row['model']}: no model in production yet (registry {row['registry']})")
+    first = rows[0]["model"] if rows else "<model>"
+    flag = "" if len(rows) == 1 else f" --model {first}"
+    lines += [
+        "",
+        "Next:",
+        "  make ui                                 # the Dagster UI on http://127.0.0.1:3000: assets, runs, checks, schedules",
+        f"  .venv/bin/ml-platform models list{flag}      # every version, its aliases and metrics",
+        f"  .venv/bin/ml-platform models history{flag}   # what was in production, since when, and why",
+        "  .venv/bin/ml-platform alerts list       # alerts raised by failed checks and runs",
+        "  .venv/bin/ml-platform new-model NAME --csv FILE --target COLUMN   # declare a model on your own data",
+    ]
+    home = dagster_home()
+    if home is None:
+        lines.append("(no Dagster instance found: run from the project folder, or export DAGSTER_HOME=$PWD/dagster_home)")
+    return rows, "\n".join(lines)
+
+
+def _run_new_model(args: argparse.Namespace) -> tuple[Any, str]:
+    defs_dir = args.defs or default_defs_dir()
+    kind, path = ("csv", args.csv) if args.csv else ("parquet", args.parquet)
+    source, summary = inferred_source(Path(path), kind, args.target, project_root=defs_dir.parent.parent)
+    written = write_declaration(defs_dir, args.name, declaration_yaml(args.name, source, args.description), args.force)
+    text = "\n".join([
+        f"wrote {written}",
+        f"  found: {summary}",
+        "Review it (features, classes, thresholds, schedules), then:",
+        "  .venv/bin/dg check defs",
+        f"  .venv/bin/dagster asset materialize -m ml_platform --select 'group:{args.name}'",
+    ])
+    return {"path": str(written), "summary": summary}, text
+
+
+def _run(args: argparse.Namespace) -> tuple[Any, str]:
+    """Returns (the JSON answer, the human answer)."""
+    if args.group == "alerts":
+        return _run_alerts(args)
+    if args.group == "status":
+        return _run_status(args)
+    if args.group == "new-model":
+        return _run_new_model(args)
+    return _run_models(args)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="ml-platform", description=__doc__.split("\n\n")[0])
-    parser.add_argument(
-        "--registry", default=None,
-        help="registry root, a path or fsspec URL (default: $ML_PLATFORM_REGISTRY, else $DAGSTER_HOME/ml_platform/registry)",
-    )
+
+    def common(p: argparse.ArgumentParser, top: bool) -> None:
+        # Accepted before or after the subcommand: `ml-platform --model x models list` or `... list --model x`.
+        default = None if top else argparse.SUPPRESS
+        p.add_argument("--model", default=default, help="the declared model (default: the only one)")
+        p.add_argument(
+            "--registry", default=default,
+            help="root of the models' registries, a path or fsspec URL "
+                 "(default: $ML_PLATFORM_REGISTRY, else $DAGSTER_HOME/ml_platform/registry)",
+        )
+        p.add_argument("--defs", type=Path, default=default, help="the folder of model declarations (default: ml_platform/defs)")
+        p.add_argument("--json", action="store_true", default=False if top else argparse.SUPPRESS, help="machine-readable output")
+
+    common(parser, top=True)
     groups = parser.add_subparsers(dest="group", required=True)
+    common(groups.add_parser("status", help="every model: what is in production, where, and what to try next"), top=False)
+
+    new = groups.add_parser("new-model", help="declare a model from a CSV or Parquet file (writes defs/<name>/defs.yaml)")
+    common(new, top=False)
+    new.add_argument("name", help="the model's name: lowercase letters, digits, underscores")
+    files = new.add_mutually_exclusive_group(required=True)
+    files.add_argument("--csv", metavar="PATH")
+    files.add_argument("--parquet", metavar="PATH")
+    new.add_argument("--target", required=True, metavar="COLUMN", help="the label column")
+    new.add_argument("--description", default="")
+    new.add_argument("--force", action="store_true", help="replace an existing declaration")
+
     models = groups.add_parser("models", help="model versions, aliases and history")
+    common(models, top=False)
     commands = models.add_subparsers(dest="command", required=True)
 
     def command(name: str, help_text: str) -> argparse.ArgumentParser:
         sub = commands.add_parser(name, help=help_text)
-        sub.add_argument("--json", action="store_true", help="machine-readable output")
+        common(sub, top=False)
         return sub
 
     command("list", "every version, newest last, with its aliases and metrics")
@@ -126,16 +231,17 @@ def build_parser() -> argparse.ArgumentParser:
     rollback.add_argument("--reason", default=None)
 
     alerts = groups.add_parser("alerts", help="alerts raised, deliveries waiting, dead letters")
+    common(alerts, top=False)
     alerts.add_argument("--outbox", default=None, help="the outbox database (default: $DAGSTER_HOME/ml_platform/alerts.db)")
     alert_commands = alerts.add_subparsers(dest="command", required=True)
     for name, help_text in [
-        ("list", "alerts and resolutions raised, newest first"),
+        ("list", "alerts and resolutions raised, newest first (--model: that model's only)"),
         ("outbox", "deliveries waiting to be sent or retried"),
         ("dead-letters", "deliveries a channel refused for good, with the error"),
         ("requeue", "send a dead letter again (after fixing the channel)"),
     ]:
         sub = alert_commands.add_parser(name, help=help_text)
-        sub.add_argument("--json", action="store_true", help="machine-readable output")
+        common(sub, top=False)
         if name == "list":
             sub.add_argument("--limit", type=int, default=50)
         if name == "requeue":
@@ -145,10 +251,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    args.registry = args.registry or default_registry_root()
     try:
         as_json, as_text = _run(args)
-    except (RegistryError, ValueError) as exc:
+    except (RegistryError, DeclarationError, ValueError) as exc:
         print(f"ml-platform: {exc}", file=sys.stderr)
         return 1
     print(json.dumps(as_json, indent=2, default=str) if args.json else as_text)

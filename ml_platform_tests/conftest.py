@@ -1,4 +1,5 @@
-"""Shared fixtures: a real, temporary Dagster instance (SQLite under a fresh DAGSTER_HOME)."""
+"""Shared fixtures: a real, temporary Dagster instance (SQLite under a fresh DAGSTER_HOME) and
+declared models built the way the ModelPipeline component builds them."""
 
 from __future__ import annotations
 
@@ -10,12 +11,14 @@ from typing import Any
 import dagster as dg
 import pytest
 
+from ml_platform.declaration import DeclaredModel, ModelDeclaration, read_declarations
 from ml_platform.model.registry import ModelRegistry
-from ml_platform.orchestration.assets import ASSETS
 from ml_platform.orchestration.alerting import alerting_resource
-from ml_platform.orchestration.resources import DataSourceResource, ModelRegistryResource
+from ml_platform.orchestration.platform import build_model_definitions, build_platform_definitions
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
+# The model the project ships (ml_platform/defs/breast_cancer/defs.yaml), as its YAML declares it.
+BREAST_CANCER = next(m for m in read_declarations() if m.name == "breast_cancer")
 
 
 @pytest.fixture
@@ -24,8 +27,7 @@ def dagster_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     home.mkdir()
     shutil.copy(REPO_ROOT / "dagster_home" / "dagster.yaml", home / "dagster.yaml")
     monkeypatch.setenv("DAGSTER_HOME", str(home))
-    for var in ("ML_PLATFORM_REGISTRY", "ML_PLATFORM_SOURCE", "ML_PLATFORM_SOURCE_PATH", "ML_PLATFORM_TARGET"):
-        monkeypatch.delenv(var, raising=False)
+    monkeypatch.delenv("ML_PLATFORM_REGISTRY", raising=False)
     return home
 
 
@@ -35,45 +37,66 @@ def instance(dagster_home: Path) -> Iterator[dg.DagsterInstance]:
         yield inst
 
 
+def registry_of(dagster_home: Path, model: str = "breast_cancer") -> ModelRegistry:
+    return ModelRegistry(dagster_home / "ml_platform" / "registry" / model)
+
+
 @pytest.fixture
 def registry(dagster_home: Path) -> ModelRegistry:
-    return ModelRegistry(dagster_home / "ml_platform" / "registry")
+    """The shipped breast_cancer model's registry."""
+    return registry_of(dagster_home)
 
 
-def pipeline_resources(source: DataSourceResource | None = None, **overrides: Any) -> dict[str, Any]:
-    return {
-        "data_source": source or DataSourceResource(),
-        "model_registry": ModelRegistryResource(),
-        "alerting": alerting_resource(),
-        **overrides,
-    }
+def declared(name: str, root: Path = REPO_ROOT, **sections: Any) -> DeclaredModel:
+    """A model declared in code, as its defs.yaml `attributes` would declare it."""
+    return DeclaredModel(name, ModelDeclaration.model_validate(sections), root)
 
 
-def run_pipeline(
-    instance: dg.DagsterInstance,
-    source: DataSourceResource | None = None,
-    run_config: dict[str, Any] | None = None,
-    selection: str | None = None,
-) -> dg.ExecuteInProcessResult:
-    """Materialize the four assets (or `selection`) on `instance`, without raising on failure."""
-    return dg.materialize(
-        ASSETS,
-        instance=instance,
-        resources=pipeline_resources(source),
-        run_config=run_config or {},
-        selection=selection,
-        raise_on_error=False,
+def synthetic(name: str = "synth", rows: int = 2_000, seed: int = 1, features: int = 8, **sections: Any) -> DeclaredModel:
+    return declared(name, source={"kind": "synthetic", "synthetic": {"rows": rows, "seed": seed, "features": features}}, **sections)
+
+
+def platform(*models: DeclaredModel, **resources: Any) -> dg.Definitions:
+    """The platform's Definitions for these models (default: the shipped one), alerting to the log
+    and a JSONL file only unless `alerting` is given."""
+    models = models or (BREAST_CANCER,)
+    return build_platform_definitions(
+        dg.Definitions.merge(*(build_model_definitions(m) for m in models)),
+        resources={"alerting": alerting_resource(), **resources},
     )
 
 
 def run_job(
+    instance: dg.DagsterInstance, defs: dg.Definitions, job_name: str, run_config: dict[str, Any] | None = None
+) -> dg.ExecuteInProcessResult:
+    """Run one of the platform's jobs exactly as defined, without raising on failure."""
+    job = defs.resolve_job_def(job_name)
+    return job.execute_in_process(instance=instance, run_config=run_config or {}, raise_on_error=False)
+
+
+def materialize(
     instance: dg.DagsterInstance,
-    job_name: str,
-    source: DataSourceResource | None = None,
+    defs: dg.Definitions,
+    selection: str | dg.AssetSelection = "*",
     run_config: dict[str, Any] | None = None,
 ) -> dg.ExecuteInProcessResult:
-    """Run one of the platform's jobs exactly as defined, with `source` as the data source."""
-    from ml_platform.definitions import build_definitions
+    """What `dagster asset materialize --select <selection>` (comma-separated) runs, in this process."""
+    job = defs.resolve_implicit_global_asset_job_def()
+    chosen = dg.AssetSelection.from_coercible(selection.split(",")) if isinstance(selection, str) else selection
+    keys = chosen.resolve(defs.resolve_asset_graph())
+    return job.execute_in_process(instance=instance, asset_selection=list(keys), run_config=run_config or {}, raise_on_error=False)
 
-    job = build_definitions(pipeline_resources(source)).resolve_job_def(job_name)
-    return job.execute_in_process(instance=instance, run_config=run_config or {}, raise_on_error=False)
+
+def train(instance: dg.DagsterInstance, model: DeclaredModel = BREAST_CANCER, run_config: dict[str, Any] | None = None,
+          defs: dg.Definitions | None = None) -> dg.ExecuteInProcessResult:
+    """One run of the model's training job."""
+    return run_job(instance, defs or platform(model), f"{model.name}_training", run_config)
+
+
+def op_config(model: str, asset: str, **config: Any) -> dict[str, Any]:
+    return {"ops": {f"{model}__{asset}": {"config": config}}}
+
+
+def source_config(model: str, **config: Any) -> dict[str, Any]:
+    """Run config overriding some of a model's data source fields for one run (the Launchpad's way)."""
+    return {"resources": {f"{model}_data_source": {"config": config}}}

@@ -1,5 +1,6 @@
-"""The README's way of running the pipeline: the Dagster CLI on a persistent instance."""
+"""The README's way of running the pipeline: the Dagster CLI (and dg) on a persistent instance."""
 
+import json
 import os
 import subprocess
 import sys
@@ -8,38 +9,53 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from ml_platform.model.registry import ModelRegistry
+from ml_platform_tests.conftest import REPO_ROOT, registry_of
 
-DAGSTER = str(Path(sys.executable).with_name("dagster"))
+BIN = Path(sys.executable).parent
 
 
-def materialize(dagster_home: Path, select: str) -> subprocess.CompletedProcess:
+def cli(dagster_home: Path, *args: str, tool: str = "dagster") -> subprocess.CompletedProcess:
     env = {**os.environ, "DAGSTER_HOME": str(dagster_home)}
-    return subprocess.run(
-        [DAGSTER, "asset", "materialize", "-m", "ml_platform", "--select", select],
-        capture_output=True, text=True, env=env, timeout=300,
-    )
+    return subprocess.run([str(BIN / tool), *args], capture_output=True, text=True, env=env, timeout=300, cwd=REPO_ROOT)
+
+
+def materialize(dagster_home: Path, select: str, *extra: str) -> subprocess.CompletedProcess:
+    return cli(dagster_home, "asset", "materialize", "-m", "ml_platform", "--select", select, *extra)
 
 
 @pytest.mark.slow
-def test_cli_runs_land_in_the_persistent_instance_and_reuse_stored_outputs(dagster_home: Path) -> None:
+def test_cli_runs_land_in_the_persistent_instance_reuse_stored_outputs_and_print_info(dagster_home: Path) -> None:
     first = materialize(dagster_home, "*")
     assert first.returncode == 0, first.stderr[-3000:]
+    log_lines = [line for line in first.stderr.splitlines() if " - dagster - " in line]
+    assert log_lines and not [line for line in log_lines if " - DEBUG - " in line]  # INFO by default
+    assert any("promoted v1" in line for line in log_lines)
     # A second process runs only the gate: it loads trained_model as the first run stored it.
-    second = materialize(dagster_home, "production_model")
+    second = materialize(dagster_home, "breast_cancer/production_model")
     assert second.returncode == 0, second.stderr[-3000:]
     assert "kept v1 in production: v1 is already in production" in second.stderr
 
     with dg.DagsterInstance.get() as instance:
         runs = instance.get_runs()
         assert len(runs) == 2 and all(r.status == dg.DagsterRunStatus.SUCCESS for r in runs)
-    assert ModelRegistry(dagster_home / "ml_platform" / "registry").alias("production") == "v1"
+        # Every check of the first run evaluated (the monitoring ones: "no production model yet").
+        assert registry_of(dagster_home).alias("production") == "v1"
 
 
 @pytest.mark.slow
-def test_cli_exits_non_zero_and_names_the_source_when_it_cannot_be_read(dagster_home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("ML_PLATFORM_SOURCE", "csv")
-    monkeypatch.setenv("ML_PLATFORM_SOURCE_PATH", str(dagster_home / "missing.csv"))
-    result = materialize(dagster_home, "*")
+def test_dg_launch_runs_the_same_assets(dagster_home: Path) -> None:
+    launched = cli(dagster_home, "launch", "--assets", "breast_cancer/raw_data,breast_cancer/validated_data", tool="dg")
+    assert launched.returncode == 0, launched.stdout[-2000:] + launched.stderr[-2000:]
+    with dg.DagsterInstance.get() as instance:
+        [run] = instance.get_runs()
+        assert run.status == dg.DagsterRunStatus.SUCCESS
+        assert instance.get_latest_materialization_event(dg.AssetKey(["breast_cancer", "validated_data"])) is not None
+
+
+@pytest.mark.slow
+def test_cli_exits_non_zero_and_names_the_source_when_it_cannot_be_read(dagster_home: Path, tmp_path: Path) -> None:
+    config = tmp_path / "run.json"
+    config.write_text(json.dumps({"resources": {"breast_cancer_data_source": {"config": {"kind": "csv", "path": str(tmp_path / "missing.csv")}}}}))
+    result = materialize(dagster_home, "group:breast_cancer", "-c", str(config))
     assert result.returncode != 0
     assert "missing.csv' could not be read: file not found" in result.stderr

@@ -17,12 +17,16 @@ from ml_platform_tests.dagster_dev import DagsterDev, make_dagster_home
 def test_failed_check_under_dagster_dev_reaches_the_webhook(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     home = make_dagster_home(tmp_path / "dagster_home")
     monkeypatch.setenv("DAGSTER_HOME", str(home))
-    (tmp_path / "strict.json").write_text(json.dumps({"ops": {"trained_model": {"config": {"min_accuracy": 0.999}}}}))
+    strict = {"ops": {"breast_cancer__trained_model": {"config": {"params": {"C": 0.9}, "accuracy_check": {"min_accuracy": 0.999}}}}}
+    (tmp_path / "strict.json").write_text(json.dumps(strict))
+    strict["ops"]["breast_cancer__trained_model"]["config"]["params"] = {"C": 0.8}  # another new candidate
+    (tmp_path / "strict2.json").write_text(json.dumps(strict))
+    missing = {"resources": {"breast_cancer_data_source": {"config": {"kind": "csv", "path": str(tmp_path / "missing.csv")}}}}
+    (tmp_path / "missing.json").write_text(json.dumps(missing))
     with RecordingHTTPServer() as webhook:
         env = {
             "ML_PLATFORM_ALERT_WEBHOOK_URL": webhook.url("/alerts/secret-token"),
             "ML_PLATFORM_ALERT_SENSOR_INTERVAL": "2",
-            "ML_PLATFORM_SOURCE": "bundled",
         }
         dev = DagsterDev(home, env, tmp_path / "dagster_dev.log")
         dev.env["ML_PLATFORM_WEBSERVER_URL"] = dev.url
@@ -33,9 +37,8 @@ def test_failed_check_under_dagster_dev_reaches_the_webhook(tmp_path: Path, monk
         assert webhook.requests == [request]  # one message, and not also a run-failure alert
 
         # While the daemon is down, another check fails and a run fails on a missing file.
-        assert dev.materialize("--select", "*", "-c", str(tmp_path / "strict.json")).returncode != 0
-        missing = {"ML_PLATFORM_SOURCE": "csv", "ML_PLATFORM_SOURCE_PATH": str(tmp_path / "missing.csv")}
-        assert dev.materialize("--select", "*", env=missing).returncode != 0
+        assert dev.materialize("--select", "*", "-c", str(tmp_path / "strict2.json")).returncode != 0
+        assert dev.materialize("--select", "*", "-c", str(tmp_path / "missing.json")).returncode != 0
         # After a restart both arrive, and nothing is sent twice.
         with DagsterDev(home, env, tmp_path / "dagster_dev_2.log"):
             webhook.wait_for(3, timeout=90)
@@ -46,7 +49,7 @@ def test_failed_check_under_dagster_dev_reaches_the_webhook(tmp_path: Path, monk
         run_failure = next(a for a in after_restart if a["check"] == "run_failure")
         assert "missing.csv' could not be read: file not found" in run_failure["message"]
     alert, = request.json["alerts"]
-    assert (alert["asset"], alert["check"], alert["severity"]) == ("trained_model", "accuracy_above_threshold", "HIGH")
+    assert (alert["asset"], alert["check"], alert["severity"]) == ("breast_cancer/trained_model", "accuracy_above_threshold", "HIGH")
     assert alert["message"].startswith("Model accuracy dropped to")
     assert alert["run_url"] == f"{dev.url}/runs/{alert['run_id']}"
     with dg.DagsterInstance.get() as instance:

@@ -1,4 +1,4 @@
-"""`ml-platform models ...`: tables, --json, exit codes."""
+"""`ml-platform`: tables, --json, exit codes, --model, status and new-model."""
 
 import json
 import subprocess
@@ -16,7 +16,8 @@ ML_PLATFORM = str(Path(sys.executable).with_name("ml-platform"))
 
 @pytest.fixture
 def root(tmp_path: Path) -> str:
-    registry = ModelRegistry(tmp_path / "registry")
+    """The root of the registries, holding the shipped model's (breast_cancer, the only one declared)."""
+    registry = ModelRegistry(tmp_path / "registry" / "breast_cancer")
     for i, accuracy in enumerate([0.91, 0.93, 0.92]):
         model = DummyClassifier(strategy="constant", constant=i % 2).fit([[0], [1]], [0, 1])
         registry.register(model, {"metrics": {"accuracy": accuracy, "f1": accuracy - 0.01}, "features": ["x"], "row_count": 10})
@@ -66,8 +67,9 @@ def test_rollback_and_promote_change_production_and_are_recorded(root: str, caps
     entry = json.loads(out)
     assert code == 0 and (entry["from_version"], entry["to_version"], entry["action"]) == ("v1", "v3", "manual-promote")
     code, out, _ = run(root, "models", "rollback", "--to", "v2", capsys=capsys)
-    assert code == 0 and ModelRegistry(root).aliases() == {"production": "v2", "previous": "v3"}
-    assert [h["action"] for h in ModelRegistry(root).history()][2:] == ["rollback", "manual-promote", "rollback"]
+    registry = ModelRegistry(f"{root}/breast_cancer")
+    assert code == 0 and registry.aliases() == {"production": "v2", "previous": "v3"}
+    assert [h["action"] for h in registry.history()][2:] == ["rollback", "manual-promote", "rollback"]
 
 
 @pytest.mark.parametrize(
@@ -87,13 +89,13 @@ def test_installed_console_script_reads_the_default_registry_location(root: str,
     env = {"PATH": "/usr/bin:/bin", "ML_PLATFORM_REGISTRY": root}
     ok = subprocess.run([ML_PLATFORM, "models", "list", "--json"], capture_output=True, text=True, env=env)
     assert ok.returncode == 0 and len(json.loads(ok.stdout)) == 3
-    (Path(root) / "versions" / "v1" / "model.pkl").write_bytes(b"tampered")
+    (Path(root) / "breast_cancer" / "versions" / "v1" / "model.pkl").write_bytes(b"tampered")
     refused = subprocess.run([ML_PLATFORM, "models", "rollback"], capture_output=True, text=True, env=env)
     assert refused.returncode == 1
     assert refused.stderr.strip() == (
         "ml-platform: model version v1: artifact integrity check failed "
         f"(sha256 {refused.stderr.split('sha256 ')[1].split('...')[0]}... != recorded "
-        f"{ModelRegistry(root).get('v1').sha256[:12]}...); refusing to load"
+        f"{ModelRegistry(f'{root}/breast_cancer').get('v1').sha256[:12]}...); refusing to load"
     )
     usage = subprocess.run([ML_PLATFORM, "models", "frobnicate"], capture_output=True, text=True, env=env)
     assert usage.returncode == 2
@@ -146,3 +148,89 @@ def test_alerts_list_outbox_and_dead_letters(outbox_path: Path, capsys: pytest.C
 def test_alerts_without_an_outbox_say_so(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     code, _, err = run("unused", "alerts", "--outbox", str(tmp_path / "none.db"), "list", capsys=capsys)
     assert code == 1 and "no alert outbox at" in err
+
+
+def two_models(tmp_path: Path) -> Path:
+    """A defs folder declaring two models, with a registry each under tmp_path/registry."""
+    from ml_platform.scaffold import declaration_yaml
+
+    defs = tmp_path / "project" / "pkg" / "defs"
+    for name, constant in (("churn", 0), ("fraud", 1)):
+        (defs / name).mkdir(parents=True)
+        (defs / name / "defs.yaml").write_text(declaration_yaml(name))
+        registry = ModelRegistry(tmp_path / "registry" / name)
+        registry.register(DummyClassifier(strategy="constant", constant=constant).fit([[0], [1]], [0, 1]),
+                          {"metrics": {"accuracy": 0.8 + constant / 10}, "features": ["x"]})
+        registry.set_alias("production", "v1", reason=f"first {name}")
+    return defs
+
+
+def test_with_several_models_the_model_must_be_named_and_the_error_lists_them(tmp_path: Path, capsys) -> None:
+    defs = two_models(tmp_path)
+    base = ["--registry", str(tmp_path / "registry"), "--defs", str(defs)]
+    assert main([*base, "models", "list"]) == 1
+    assert capsys.readouterr().err.strip() == (
+        "ml-platform: several models are declared (churn, fraud): choose one with --model NAME"
+    )
+    # --model before or after the subcommand.
+    assert main([*base, "--model", "fraud", "models", "list", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)[0]["accuracy"] == 0.9
+    assert main(["models", "history", "--json", *base, "--model", "churn"]) == 0
+    assert json.loads(capsys.readouterr().out)[0]["reason"] == "first churn"
+    assert main([*base, "--model", "nope", "models", "list", "--json"]) == 0  # a declared-but-empty name lists nothing
+    assert json.loads(capsys.readouterr().out) == []
+    assert main([*base, "--model", "Bad-Name", "models", "list"]) == 1
+    assert "model name 'Bad-Name'" in capsys.readouterr().err
+
+
+def test_status_says_what_is_in_production_where_and_what_to_try_next(tmp_path: Path, capsys) -> None:
+    defs = two_models(tmp_path)
+    assert main(["--registry", str(tmp_path / "registry"), "--defs", str(defs), "status"]) == 0
+    out = capsys.readouterr().out
+    assert "churn: v1 in production (holdout accuracy 0.8000)" in out and "fraud: v1 in production (holdout accuracy 0.9000)" in out
+    assert f"model card: {tmp_path / 'registry' / 'fraud' / 'versions' / 'v1' / 'model_card.md'}" in out
+    assert "Next:" in out and "ml-platform models list --model churn" in out
+
+
+def test_the_cli_finds_the_projects_instance_from_a_plain_shell(tmp_path: Path) -> None:
+    """No DAGSTER_HOME, no ML_PLATFORM_REGISTRY: run from the project folder (or below it), as after `make run`."""
+    project = tmp_path / "checkout"
+    (project / "dagster_home").mkdir(parents=True)
+    (project / "dagster_home" / "dagster.yaml").write_text("telemetry: {enabled: false}\n")
+    registry = ModelRegistry(project / "dagster_home" / "ml_platform" / "registry" / "breast_cancer")
+    registry.register(DummyClassifier(strategy="constant", constant=1).fit([[0], [1]], [0, 1]), {"metrics": {"accuracy": 0.97}})
+    registry.set_alias("production", "v1", reason="first")
+    (project / "notebooks").mkdir()
+    env = {"PATH": "/usr/bin:/bin"}
+    for cwd in (project, project / "notebooks"):
+        listed = subprocess.run([ML_PLATFORM, "models", "list", "--json"], capture_output=True, text=True, env=env, cwd=cwd)
+        assert listed.returncode == 0, listed.stderr
+        assert [r["aliases"] for r in json.loads(listed.stdout)] == ["production"]
+    status = subprocess.run([ML_PLATFORM, "status"], capture_output=True, text=True, env=env, cwd=project)
+    assert "breast_cancer: v1 in production (holdout accuracy 0.9700)" in status.stdout
+
+
+def test_new_model_writes_a_reviewed_declaration_from_a_csv(tmp_path: Path, capsys) -> None:
+    import pandas as pd
+
+    from ml_platform.declaration import read_declarations
+
+    defs = tmp_path / "project" / "pkg" / "defs"
+    data = tmp_path / "project" / "data"
+    data.mkdir(parents=True)
+    pd.DataFrame({"tenure": [1, 5, 9, 2] * 20, "charges": [9.5, 20.0, 31.2, 4.1] * 20, "plan": ["a", "b", "a", "c"] * 20,
+                  "churned": ["yes", "no", "no", "yes"] * 20}).to_csv(data / "churn.csv", index=False)
+    assert main(["--defs", str(defs), "new-model", "churn", "--csv", str(data / "churn.csv"), "--target", "churned"]) == 0
+    out = capsys.readouterr().out
+    assert f"wrote {defs / 'churn' / 'defs.yaml'}" in out and "left out (not numeric): plan" in out
+    text = (defs / "churn" / "defs.yaml").read_text()
+    assert "path: data/churn.csv" in text and "- tenure   # int64" in text and "# left out, not numeric: plan (" in text
+    [model] = read_declarations(defs)
+    source = model.declaration.source
+    assert (source.kind, source.target, source.features, source.classes) == ("csv", "churned", ["tenure", "charges"], ["no", "yes"])
+    assert model.source_path() == str(data / "churn.csv")
+    # Not twice by accident; a target that is not there is named.
+    assert main(["--defs", str(defs), "new-model", "churn", "--csv", str(data / "churn.csv"), "--target", "churned"]) == 1
+    assert "exists already (pass --force to replace it)" in capsys.readouterr().err
+    assert main(["--defs", str(defs), "new-model", "other", "--csv", str(data / "churn.csv"), "--target", "label"]) == 1
+    assert "no column 'label'; columns are ['tenure', 'charges', 'plan', 'churned']" in capsys.readouterr().err

@@ -1,38 +1,55 @@
 """Monitoring checks and the report, on a real instance with synthetic data."""
 
 import dagster as dg
+import numpy as np
+import pandas as pd
 import pytest
 
-from ml_platform.monitoring.checks import REFERENCE_FILE, ModelReference
 from ml_platform.model.registry import ModelRegistry
-from ml_platform.orchestration.assets import production_model
+from ml_platform.monitoring.checks import REFERENCE_FILE, ModelReference
 from ml_platform.orchestration.monitoring import last_pipeline_run_seconds
-from ml_platform.orchestration.resources import DataSourceResource
-from ml_platform_tests.conftest import run_job
+from ml_platform.orchestration.names import ModelNames
+from ml_platform.orchestration.pipeline import build_pipeline_assets
+from ml_platform_tests.conftest import materialize, op_config, platform, registry_of, run_job, source_config, synthetic
 
-TRAINING = DataSourceResource(kind="synthetic", rows=4_000, features=8, seed=1)
+MODEL = synthetic("synth", rows=4_000, seed=1)
+DEFS = platform(MODEL)
 
 
-def fresh(**drift) -> DataSourceResource:
-    """A new sample of the same population (another seed), optionally drifted."""
-    return DataSourceResource(kind="synthetic", rows=4_000, features=8, seed=2, **drift)
+def fresh(**drift) -> dict:
+    """Run config: a new sample of the same population (another seed), optionally drifted."""
+    return source_config("synth", synthetic={"seed": 2, **drift})
 
 
 def checks(result: dg.ExecuteInProcessResult) -> dict[str, dg.AssetCheckEvaluation]:
     return {e.check_name: e for e in result.get_asset_check_evaluations()}
 
 
+def monitor(instance: dg.DagsterInstance, run_config: dict | None = None) -> dg.ExecuteInProcessResult:
+    return run_job(instance, DEFS, "synth_monitoring", run_config)
+
+
 @pytest.fixture
-def trained(instance: dg.DagsterInstance, registry: ModelRegistry) -> dg.DagsterInstance:
-    result = run_job(instance, "ml_pipeline", TRAINING)
-    assert result.success and registry.alias("production") == "v1"
-    # Before any production model existed, the monitoring checks said so instead of guessing.
-    assert "not evaluated: no production model" in checks(result)["data_drift"].description
+def trained(instance: dg.DagsterInstance, dagster_home) -> dg.DagsterInstance:
+    result = run_job(instance, DEFS, "synth_training")
+    assert result.success and registry_of(dagster_home, "synth").alias("production") == "v1"
     return instance
 
 
-def test_training_stores_a_compact_drift_reference_with_the_version(trained, registry: ModelRegistry) -> None:
-    raw = registry.attachment("v1", REFERENCE_FILE)
+def test_before_any_production_model_the_checks_say_so_and_do_not_pass(instance: dg.DagsterInstance) -> None:
+    result = monitor(instance)
+    assert result.success  # monitoring never fails a run for what it finds
+    evaluations = checks(result)
+    for name in ("data_drift", "prediction_drift", "production_model_accuracy"):
+        assert not evaluations[name].passed and evaluations[name].severity == dg.AssetCheckSeverity.WARN
+        assert evaluations[name].description == "not evaluated: no production model yet"
+        assert evaluations[name].metadata["evaluated"].value is False
+        assert evaluations[name].metadata["alert_severity"].value == "LOW"
+    assert evaluations["pipeline_run_time"].description == "not evaluated: no finished pipeline run yet"
+
+
+def test_training_stores_a_compact_drift_reference_with_the_version(trained, dagster_home) -> None:
+    raw = registry_of(dagster_home, "synth").attachment("v1", REFERENCE_FILE)
     reference = ModelReference.from_json(raw)
     assert list(reference.features.feature_names) == [f"f{i}" for i in range(8)]
     assert reference.features.n_rows == 3_200  # the training split, not the holdout
@@ -40,8 +57,8 @@ def test_training_stores_a_compact_drift_reference_with_the_version(trained, reg
     assert len(raw) < 400_000  # independent of the number of training rows
 
 
-def test_no_drift_on_a_new_sample_of_the_same_population(trained) -> None:
-    result = run_job(trained, "monitoring", fresh())
+def test_no_drift_on_a_new_sample_of_the_same_population(trained, dagster_home) -> None:
+    result = monitor(trained, fresh())
     assert result.success
     evaluations = checks(result)
     assert evaluations["data_drift"].passed, evaluations["data_drift"].description
@@ -49,12 +66,16 @@ def test_no_drift_on_a_new_sample_of_the_same_population(trained) -> None:
     assert evaluations["prediction_drift"].passed
     accuracy = evaluations["production_model_accuracy"]
     assert accuracy.passed and accuracy.metadata["labelled_rows"].value == 4_000
+    assert accuracy.metadata["model_version"].value == "v1"
     # Monitoring never retrains: no new model version, production unchanged.
-    assert [e.asset_key.to_user_string() for e in result.get_asset_materialization_events()] == ["raw_data", "monitoring_report"]
+    assert {e.asset_key.to_user_string() for e in result.get_asset_materialization_events()} == {
+        "synth/raw_data", "synth/validated_data", "synth/monitoring_report"
+    }
+    assert [v.version for v in registry_of(dagster_home, "synth").list_versions()] == ["v1"]
 
 
 def test_drift_is_flagged_on_exactly_the_shifted_features(trained) -> None:
-    result = run_job(trained, "monitoring", fresh(drift_features=["f2", "f5"], drift_shift=1.0))
+    result = monitor(trained, fresh(drift_features=["f2", "f5"], drift_shift=1.0))
     drift = checks(result)["data_drift"]
     assert not drift.passed and drift.severity == dg.AssetCheckSeverity.WARN
     assert drift.metadata["drifted_features"].value == "f2, f5"
@@ -67,7 +88,7 @@ def test_drift_is_flagged_on_exactly_the_shifted_features(trained) -> None:
 
 
 def test_shifted_inputs_move_predictions_and_hurt_accuracy(trained) -> None:
-    result = run_job(trained, "monitoring", fresh(drift_features=["f0"], drift_shift=6.0))
+    result = monitor(trained, fresh(drift_features=["f0"], drift_shift=6.0))
     evaluations = checks(result)
     assert not evaluations["prediction_drift"].passed
     assert evaluations["prediction_drift"].metadata["psi"].value > 0.2
@@ -76,43 +97,86 @@ def test_shifted_inputs_move_predictions_and_hurt_accuracy(trained) -> None:
     assert accuracy.description.startswith("Model accuracy dropped to")
 
 
-def test_check_severities_and_thresholds_are_configurable(trained) -> None:
-    config = {"ops": {"raw_data_data_drift": {"config": {"psi_threshold": 5.0, "alert_severity": "HIGH"}}}}
-    result = run_job(trained, "monitoring", fresh(drift_features=["f2"], drift_shift=1.0), run_config=config)
-    drift = checks(result)["data_drift"]
+def test_declared_thresholds_and_severities_apply_and_run_config_overrides_them(instance, dagster_home) -> None:
+    loose = synthetic("synth", rows=4_000, seed=1, checks={"data_drift": {"psi_threshold": 5.0, "severity": "HIGH"}})
+    defs = platform(loose)
+    assert run_job(instance, defs, "synth_training").success
+    drifted = fresh(drift_features=["f2"], drift_shift=1.0)
+    drift = checks(run_job(instance, defs, "synth_monitoring", drifted))["data_drift"]
     assert drift.passed and drift.metadata["threshold"].value == 5.0 and drift.metadata["alert_severity"].value == "HIGH"
+    # The Launchpad's way: one run with a stricter threshold, the rest as declared.
+    strict = {**drifted, "ops": {"synth_monitoring_checks": {"config": {"data_drift": {"psi_threshold": 0.2}}}}}
+    drift = checks(run_job(instance, defs, "synth_monitoring", strict))["data_drift"]
+    assert not drift.passed and drift.metadata["alert_severity"].value == "HIGH"
+
+
+def test_a_feature_set_change_is_reported_as_not_evaluated_not_as_a_pass(trained, tmp_path) -> None:
+    frame = pd.DataFrame(np.random.default_rng(0).normal(size=(300, 3)), columns=["a", "b", "c"]).assign(target=[0, 1, 2] * 100)
+    frame.to_csv(tmp_path / "other.csv", index=False)
+    result = monitor(trained, {**source_config("synth", kind="csv", path=str(tmp_path / "other.csv")),
+                               **op_config("synth", "validated_data", allow_new_classes=True)})
+    assert result.success
+    for name in ("data_drift", "prediction_drift", "production_model_accuracy"):
+        evaluation = checks(result)[name]
+        assert not evaluation.passed and evaluation.metadata["evaluated"].value is False
+        assert evaluation.description.startswith("not evaluated: the data's feature set differs from production v1's")
+        assert evaluation.metadata["alert_severity"].value != "LOW"  # unlike "no model yet", this needs a look
+
+
+def test_a_broken_production_artifact_is_not_evaluated_with_its_reason(trained, dagster_home) -> None:
+    registry: ModelRegistry = registry_of(dagster_home, "synth")
+    with open(registry.base + "/versions/v1/model.pkl", "ab") as f:
+        f.write(b"tampered")
+    evaluation = checks(monitor(trained, fresh()))["data_drift"]
+    assert not evaluation.passed
+    assert "not evaluated: production v1 cannot be loaded: model version v1: artifact integrity check failed" in evaluation.description
 
 
 def test_run_time_check_reads_real_run_records(trained) -> None:
-    run_id, seconds = last_pipeline_run_seconds(trained, exclude_run_id=None)
-    pipeline_run = trained.get_run_by_id(run_id)
-    assert pipeline_run.job_name == "ml_pipeline" and 0 < seconds < 120
-    slow = {"ops": {"production_model_pipeline_run_time": {"config": {"max_seconds": seconds / 2}}}}
-    result = run_job(trained, "monitoring", fresh(), run_config=slow)
-    run_time = checks(result)["pipeline_run_time"]
+    names = ModelNames("synth")
+    run_id, seconds = last_pipeline_run_seconds(trained, names, exclude_run_id=None)
+    assert trained.get_run_by_id(run_id).job_name == "synth_training" and 0 < seconds < 120
+    slow = {"ops": {"synth__production_model_pipeline_run_time": {"config": {"max_seconds": seconds / 2}}}}
+    run_time = checks(monitor(trained, slow))["pipeline_run_time"]
     assert not run_time.passed
     assert run_time.metadata["measured_run_id"].value == run_id
     assert run_time.description == f"Pipeline took {seconds:.0f}s (threshold: {seconds / 2:.0f}s)"
     assert run_time.metadata["alert_severity"].value == "LOW"
-    assert checks(run_job(trained, "monitoring", fresh()))["pipeline_run_time"].passed
+    assert checks(monitor(trained, fresh()))["pipeline_run_time"].passed
 
 
-def test_production_model_has_the_freshness_policy() -> None:
-    policy = production_model.specs_by_key[dg.AssetKey("production_model")].freshness_policy
-    assert policy.warn_window.to_timedelta().total_seconds() == 25 * 3600
-    assert policy.fail_window.to_timedelta().total_seconds() == 49 * 3600
+def test_production_model_has_the_declared_freshness_policy() -> None:
+    model = synthetic("synth", checks={"freshness": {"warn_hours": 2, "fail_hours": 6}})
+    production = build_pipeline_assets(model).production_model
+    spec = production.specs_by_key[ModelNames("synth").production_model]
+    assert spec.freshness_policy.warn_window.to_timedelta().total_seconds() == 2 * 3600
+    assert spec.freshness_policy.fail_window.to_timedelta().total_seconds() == 6 * 3600
 
 
 def test_monitoring_report_shows_failing_checks_drift_versions_and_charts(trained) -> None:
-    result = run_job(trained, "monitoring", fresh(drift_features=["f2", "f5"], drift_shift=1.0))
-    metadata = result.asset_materializations_for_node("monitoring_report")[0].metadata
+    result = monitor(trained, fresh(drift_features=["f2", "f5"], drift_shift=1.0))
+    metadata = result.asset_materializations_for_node("synth__monitoring_report")[0].metadata
     report = metadata["report"].value
-    assert "# Monitoring report" in report and "Production model: **v1**" in report
+    assert "# Monitoring report: synth" in report and "Production model: **v1**" in report
     # Shifting two inputs by one standard deviation also moves predictions and costs accuracy.
     assert "Total failing: 3 (HIGH: 1, MEDIUM: 2, LOW: 0)" in report
-    assert report.index("| HIGH | raw_data | production_model_accuracy") < report.index("| MEDIUM | raw_data | data_drift")
-    assert "| MEDIUM | raw_data | data_drift | Data drift detected: 2 of 8 features drifted" in report
+    assert report.index("| HIGH | synth/validated_data | production_model_accuracy") < report.index("| MEDIUM | synth/validated_data | data_drift")
+    assert "| MEDIUM | synth/validated_data | data_drift | Data drift detected: 2 of 8 features drifted" in report
     assert report.count("| f") >= 8 and "| f2 |" in report
     assert "| v1 |" in report and "production" in report
     assert report.count("data:image/svg+xml;base64,") == 2
     assert metadata["failing_high"].value == 1 and metadata["failing_medium"].value == 2 and metadata["drifted_features"].value == 2
+
+
+def test_all_assets_at_once_run_monitoring_before_training_and_report_last(instance: dg.DagsterInstance) -> None:
+    """`dagster asset materialize --select '*'`: monitoring judges the new data against the model
+    in production before this run's candidate, never blocks it, and the report comes last."""
+    assert run_job(instance, DEFS, "synth_training").success
+    result = materialize(instance, DEFS, "*", run_config=fresh(drift_features=["f1"], drift_shift=2.0))
+    assert result.success
+    order = [e.step_key for e in result.all_events if e.event_type == dg.DagsterEventType.STEP_START]
+    assert order.index("synth_monitoring_checks") < order.index("synth__trained_model")
+    assert order[-2:] in (["synth__monitoring_report", "synth__production_model_pipeline_run_time"],
+                          ["synth__production_model_pipeline_run_time", "synth__monitoring_report"])
+    assert not checks(result)["data_drift"].passed  # the drifted data still trained and went through the gate
+    assert result.asset_materializations_for_node("synth__production_model")

@@ -1,38 +1,34 @@
-"""The `rollback_production_model` Dagster job on a real instance."""
+"""The `<model>_rollback` Dagster job on a real instance."""
 
 import dagster as dg
 
 from ml_platform.model.registry import ModelRegistry
-from ml_platform.orchestration.rollback import rollback_production_model
-from ml_platform_tests.conftest import pipeline_resources, run_pipeline
+from ml_platform_tests.conftest import op_config, platform, run_job, train
+
+OTHER_PARAMS = op_config("breast_cancer", "trained_model", params={"C": 0.5})
 
 
 def rollback(instance: dg.DagsterInstance, **config) -> dg.ExecuteInProcessResult:
-    return rollback_production_model.execute_in_process(
-        instance=instance,
-        resources=pipeline_resources(),
-        run_config={"ops": {"rollback_production_model_op": {"config": config}}},
-        raise_on_error=False,
-    )
+    return run_job(instance, platform(), "breast_cancer_rollback",
+                   {"ops": {"breast_cancer_rollback_production_model": {"config": config}}})
 
 
 def test_rollback_job_restores_previous_and_records_it(instance: dg.DagsterInstance, registry: ModelRegistry) -> None:
-    assert run_pipeline(instance).success and run_pipeline(instance).success
+    assert train(instance).success and train(instance, run_config=OTHER_PARAMS).success
     assert registry.aliases() == {"production": "v2", "previous": "v1"}
     result = rollback(instance, reason="v2 misbehaves in serving")
     assert result.success
     assert registry.aliases() == {"production": "v1", "previous": "v2"}
     entry = registry.history()[-1]
     assert (entry["action"], entry["reason"], entry["run_id"]) == ("rollback", "v2 misbehaves in serving", result.run_id)
-    event = instance.get_latest_materialization_event(dg.AssetKey("production_model"))
+    event = instance.get_latest_materialization_event(dg.AssetKey(["breast_cancer", "production_model"]))
     assert event.run_id == result.run_id
     assert event.asset_materialization.metadata["production_version"].value == "v1"
 
 
 def test_rollback_job_refuses_a_corrupt_version_and_changes_nothing(instance: dg.DagsterInstance, registry: ModelRegistry) -> None:
-    assert run_pipeline(instance).success and run_pipeline(instance).success
-    artifact = registry.base + "/versions/v1/model.pkl"
-    with open(artifact, "ab") as f:
+    assert train(instance).success and train(instance, run_config=OTHER_PARAMS).success
+    with open(registry.base + "/versions/v1/model.pkl", "ab") as f:
         f.write(b"x")
     result = rollback(instance, to_version="v1")
     assert not result.success

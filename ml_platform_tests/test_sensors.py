@@ -17,13 +17,23 @@ from ml_platform.orchestration.alerting import (
     alerting_from_environment,
     alerting_resource,
 )
-from ml_platform.orchestration.resources import DataSourceResource
-from ml_platform.orchestration.sensors import check_alert_sensor, run_failure_alert_sensor
+from ml_platform.orchestration.sensors import build_alert_sensors
 from ml_platform_tests.alert_servers import RecordingHTTPServer, RecordingSMTPServer
-from ml_platform_tests.conftest import run_job, run_pipeline
+from ml_platform_tests.conftest import op_config, platform, run_job, source_config, synthetic, train
 
-STRICT_ACCURACY = {"ops": {"trained_model": {"config": {"min_accuracy": 0.999}}}}
+check_alert_sensor, run_failure_alert_sensor = build_alert_sensors({})
+# A new candidate (other params) held to an accuracy it cannot reach.
+STRICT_ACCURACY = op_config("breast_cancer", "trained_model", params={"C": 0.9}, accuracy_check={"min_accuracy": 0.999})
+SYNTH = synthetic("synth", rows=2_000, seed=1)
 SECRET_PATH = "/hooks/T000/B000/s3cr3t-t0ken"
+
+
+def run_pipeline(instance: dg.DagsterInstance, run_config: dict | None = None) -> dg.ExecuteInProcessResult:
+    return train(instance, run_config=run_config)
+
+
+def monitor(instance: dg.DagsterInstance, **synthetic_source) -> dg.ExecuteInProcessResult:
+    return run_job(instance, platform(SYNTH), "synth_monitoring", source_config("synth", synthetic=synthetic_source))
 
 
 @pytest.fixture
@@ -62,8 +72,8 @@ def test_each_failed_check_is_alerted_exactly_once_across_ticks(
 
     cursor = tick(instance, None, resource)
     [alert] = webhook_alerts(webhook)
-    assert (alert["asset"], alert["check"], alert["severity"], alert["state"]) == (
-        "trained_model", "accuracy_above_threshold", "HIGH", "firing",
+    assert (alert["asset"], alert["check"], alert["severity"], alert["state"], alert["model"]) == (
+        "breast_cancer/trained_model", "accuracy_above_threshold", "HIGH", "firing", "breast_cancer",
     )
     assert alert["run_id"] == failed_run.run_id
     assert alert["run_url"] == f"http://dagster.example:3000/runs/{failed_run.run_id}"
@@ -77,7 +87,8 @@ def test_each_failed_check_is_alerted_exactly_once_across_ticks(
     assert len(webhook.requests) == 1
 
     # A new failure (a new model version, so a new fingerprint) is sent by the next tick, once.
-    second_failure = run_pipeline(instance, run_config=STRICT_ACCURACY)
+    second_failure = run_pipeline(instance, run_config=op_config(
+        "breast_cancer", "trained_model", params={"C": 0.8}, accuracy_check={"min_accuracy": 0.999}))
     new_cursor = tick(instance, cursor, resource)
     assert int(new_cursor) > int(cursor)
     assert [a["run_id"] for a in webhook_alerts(webhook)] == [failed_run.run_id, second_failure.run_id]
@@ -121,16 +132,15 @@ def test_a_refusing_channel_dead_letters_without_leaking_the_secret(
 
 def test_a_passing_check_resolves_the_alert(instance: dg.DagsterInstance, tmp_path: Path, webhook: RecordingHTTPServer) -> None:
     resource = alerting(tmp_path, webhook)
-    assert run_job(instance, "ml_pipeline", DataSourceResource(kind="synthetic", rows=2_000, seed=1)).success
-    drifted = DataSourceResource(kind="synthetic", rows=2_000, seed=2, drift_features=["f3"], drift_shift=1.5)
-    run_job(instance, "monitoring", drifted)
+    assert run_job(instance, platform(SYNTH), "synth_training").success
+    monitor(instance, seed=2, drift_features=["f3"], drift_shift=1.5)
     cursor = tick(instance, None, resource)
     firing = {a["check"]: a for a in webhook_alerts(webhook)}
     assert firing["data_drift"]["severity"] == "MEDIUM" and firing["data_drift"]["state"] == "firing"
     per_feature = {row["feature"]: row for row in firing["data_drift"]["metadata"]["features"]}
     assert per_feature["f3"]["drifted"] is True and per_feature["f0"]["drifted"] is False
 
-    run_job(instance, "monitoring", DataSourceResource(kind="synthetic", rows=2_000, seed=3))
+    monitor(instance, seed=3)
     tick(instance, cursor, resource)
     resolved = [a for a in webhook_alerts(webhook) if a["state"] == "resolved"]
     assert {a["check"] for a in resolved} >= {"data_drift"}
@@ -140,9 +150,8 @@ def test_a_passing_check_resolves_the_alert(instance: dg.DagsterInstance, tmp_pa
 def test_alerts_of_one_run_are_grouped_into_one_message_per_channel(
     instance: dg.DagsterInstance, tmp_path: Path, webhook: RecordingHTTPServer
 ) -> None:
-    assert run_job(instance, "ml_pipeline", DataSourceResource(kind="synthetic", rows=2_000, seed=1)).success
-    shifted = DataSourceResource(kind="synthetic", rows=2_000, seed=2, drift_features=["f0"], drift_shift=6.0)
-    result = run_job(instance, "monitoring", shifted)
+    assert run_job(instance, platform(SYNTH), "synth_training").success
+    result = monitor(instance, seed=2, drift_features=["f0"], drift_shift=6.0)
     tick(instance, None, alerting(tmp_path, webhook))
     [request] = webhook.delivered
     checks = {a["check"] for a in request.json["alerts"]}
@@ -177,11 +186,11 @@ def run_failure_tick(instance: dg.DagsterInstance, run_id: str, resource: Alerti
 
 def test_a_failed_run_raises_one_high_alert(instance: dg.DagsterInstance, tmp_path: Path, webhook: RecordingHTTPServer) -> None:
     resource = alerting(tmp_path, webhook)
-    failed = run_pipeline(instance, source=DataSourceResource(kind="csv", path=str(tmp_path / "missing.csv")))
+    failed = run_pipeline(instance, source_config("breast_cancer", kind="csv", path=str(tmp_path / "missing.csv")))
     run_failure_tick(instance, failed.run_id, resource)
     run_failure_tick(instance, failed.run_id, resource)  # replayed after a daemon restart: no duplicate
     [alert] = webhook_alerts(webhook)
-    assert (alert["check"], alert["severity"], alert["run_id"]) == ("run_failure", "HIGH", failed.run_id)
+    assert (alert["check"], alert["severity"], alert["run_id"], alert["model"]) == ("run_failure", "HIGH", failed.run_id, "breast_cancer")
     assert "missing.csv' could not be read: file not found" in alert["message"]
 
 
@@ -216,3 +225,28 @@ def test_default_routes_leave_out_channels_that_are_off_and_explicit_routes_must
     explicit = alerting_resource(outbox_path=str(tmp_path / "a.db"), routes={"HIGH": ["pagerduty"], "MEDIUM": [], "LOW": []})
     with pytest.raises(ValueError, match=r"HIGH routes to unknown channel\(s\) \['pagerduty'\]"):
         explicit.dispatcher()
+
+
+def test_a_models_declared_routes_override_the_platform_routes_for_its_alerts_only(
+    instance: dg.DagsterInstance, tmp_path: Path, webhook: RecordingHTTPServer
+) -> None:
+    quiet = synthetic("quiet", rows=2_000, seed=1, alerts={"routes": {"HIGH": ["jsonl"]}})
+    loud = synthetic("loud", rows=2_000, seed=1)
+    defs = platform(quiet, loud, alerting=alerting(tmp_path, webhook))
+    strict = {"min_accuracy": 0.999}
+    for name in ("quiet", "loud"):
+        assert not run_job(instance, defs, f"{name}_training", op_config(name, "trained_model", accuracy_check=strict)).success
+    sensor = defs.resolve_sensor_def("check_alert_sensor")
+    with dg.build_sensor_context(instance=instance, resources={"alerting": alerting(tmp_path, webhook)}) as context:
+        sensor(context)
+    # Both are in the JSONL file; only the model without an override reached the webhook.
+    assert sorted(r["model"] for r in JsonlAlertFile(tmp_path / "alerts.jsonl").read()) == ["loud", "quiet"]
+    assert [a["model"] for a in webhook_alerts(webhook)] == ["loud"]
+
+
+def test_a_declared_route_to_a_channel_that_is_off_is_refused_when_the_code_loads() -> None:
+    from ml_platform.declaration import DeclarationError
+
+    paging = synthetic("paging", alerts={"routes": {"HIGH": ["pagerduty"]}})
+    with pytest.raises(DeclarationError, match=r"model 'paging': alerts.routes.HIGH names channel\(s\) \['pagerduty'\] that are off"):
+        platform(paging)

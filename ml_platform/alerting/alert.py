@@ -88,6 +88,7 @@ class Alert:
     environment: str = DEFAULT_ENVIRONMENT
     run_url: str | None = None
     state: AlertState = AlertState.FIRING
+    model: str | None = None  # the declared model it concerns (its routes apply), if any
 
     def __post_init__(self) -> None:
         # Accept plain strings ("HIGH", "resolved") from config and JSON.
@@ -136,6 +137,7 @@ def alert_for_failed_check(
     rules: dict[str, CheckRule] | None = None,
     environment: str = DEFAULT_ENVIRONMENT,
     webserver_base_url: str | None = None,
+    model: str | None = None,
 ) -> Alert:
     rules = DEFAULT_CHECK_RULES if rules is None else rules
     rule = rules.get(check)
@@ -157,6 +159,7 @@ def alert_for_failed_check(
         metadata=metadata,
         environment=environment,
         run_url=run_url(webserver_base_url, run_id),
+        model=model,
     )
 
 

@@ -10,7 +10,8 @@
     dispatcher.deliver_due()                      # send what is due; call on every tick
 
 Policy, Alertmanager-style:
-- routing: severity -> channel names, validated against the configured channels;
+- routing: severity -> channel names, validated against the configured channels; a model may
+  override the routes of some severities for its own alerts (`model_routes`);
 - dedup: a firing fingerprint is notified once per `repeat_interval_seconds` (4 h), again
   sooner only if its severity rises;
 - resolution: a fingerprint that was notified as firing and is reported passing sends a
@@ -111,6 +112,7 @@ class AlertDispatcher:
         channels: Mapping[str, AlertChannel] | Sequence[AlertChannel],
         routes: Mapping[Severity | str, Sequence[str]],
         *,
+        model_routes: Mapping[str, Mapping[Severity | str, Sequence[str]]] | None = None,
         repeat_interval_seconds: float = DEFAULT_REPEAT_INTERVAL_SECONDS,
         backoff_base_seconds: float = 30.0,
         backoff_factor: float = 2.0,
@@ -134,6 +136,10 @@ class AlertDispatcher:
                     raise ValueError(f"two alert channels are named {channel.name!r}; give each a unique name")
                 self.channels[channel.name] = channel
         self.routes = self._validated_routes(routes)
+        self.model_routes = {
+            model: {**self.routes, **self._validated_routes(overrides, complete=False, scope=f"model {model!r}: ")}
+            for model, overrides in (model_routes or {}).items()
+        }
         if backoff_base_seconds <= 0 or backoff_factor < 1 or backoff_max_seconds < backoff_base_seconds:
             raise ValueError("backoff needs base > 0, factor >= 1 and max >= base")
         self.repeat_interval_seconds = float(repeat_interval_seconds)
@@ -151,29 +157,38 @@ class AlertDispatcher:
         self._counters: dict[str, float] = defaultdict(float)
         self._counter_lock = Lock()
 
-    def _validated_routes(self, routes: Mapping[Severity | str, Sequence[str]]) -> dict[Severity, list[str]]:
+    def _validated_routes(
+        self, routes: Mapping[Severity | str, Sequence[str]], complete: bool = True, scope: str = ""
+    ) -> dict[Severity, list[str]]:
         out: dict[Severity, list[str]] = {}
         for key, names in routes.items():
             try:
                 severity = Severity(key.upper() if isinstance(key, str) else key)
             except ValueError:
-                raise ValueError(f"alert routes: unknown severity {key!r}; use one of {[s.value for s in Severity]}") from None
+                raise ValueError(
+                    f"alert routes: {scope}unknown severity {key!r}; use one of {[s.value for s in Severity]}"
+                ) from None
             if isinstance(names, str):
                 names = [n.strip() for n in names.split(",") if n.strip()]
             unknown = [n for n in names if n not in self.channels]
             if unknown:
                 raise ValueError(
-                    f"alert routes: {severity.value} routes to unknown channel(s) {unknown}; "
+                    f"alert routes: {scope}{severity.value} routes to unknown channel(s) {unknown}; "
                     f"configured channels: {sorted(self.channels)}"
                 )
             out[severity] = list(dict.fromkeys(names))
         missing = [s.value for s in Severity if s not in out]
-        if missing:
+        if complete and missing:
             raise ValueError(
                 f"alert routes: no route for severity {missing}; give each severity a list of channel names "
                 "(an empty list records those alerts without notifying anyone)"
             )
         return out
+
+    def routes_for(self, alert: Alert) -> list[str]:
+        """The channels an alert goes to: its model's route for its severity, else the platform's."""
+        routes = self.model_routes.get(alert.model, self.routes) if alert.model else self.routes
+        return routes[alert.severity]
 
     def __repr__(self) -> str:
         routes = {s.value: names for s, names in self.routes.items()}
@@ -245,7 +260,7 @@ class AlertDispatcher:
                     result.duplicates += 1
                     continue
                 state = tx.fingerprint_state(fp)
-                routes = self.routes[alert.severity]
+                routes = self.routes_for(alert)
                 was_firing = state is not None and state.state is AlertState.FIRING
                 recently = (
                     was_firing

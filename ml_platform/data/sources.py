@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import hashlib
 import re
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -163,16 +164,26 @@ def read_table_file(
         raise DataSourceError(
             source, f"target column {target_column!r} not found; columns are {list(frame.columns)}"
         )
+    # A declared feature missing from the file is validation's to report, in its table.
     names = feature_columns or [c for c in frame.columns if c != target_column]
-    missing = [c for c in names if c not in frame.columns]
-    if missing:
-        raise DataSourceError(source, f"declared feature columns {missing} not found")
     spec = DatasetSpec(
         features=tuple(FeatureSpec(n) for n in names),
         target=target_column,
         classes=tuple(classes) if classes else None,
     )
     return SourceData(frame=frame, spec=spec, description=source)
+
+
+def with_declared_classes(source: SourceData, classes: Sequence[str]) -> SourceData:
+    """Declarations carry classes as text; match them to the target column's type."""
+    target = source.frame[source.spec.target]
+    typed: list[int | str] = list(classes)
+    if pd.api.types.is_integer_dtype(target):
+        try:
+            typed = [int(c) for c in classes]
+        except ValueError as exc:
+            raise DataSourceError(source.description, f"classes {list(classes)} are not integers like the target") from exc
+    return replace(source, spec=replace(source.spec, classes=tuple(typed)))
 
 
 def fingerprint_frame(frame: pd.DataFrame) -> str:

@@ -3,10 +3,14 @@
 Validation is lazy, so every failure is collected at once into one table
 (column, check, failure case, row). A policy decides what happens next: fail, or
 quarantine the invalid rows when they are at most `max_invalid_fraction` of the frame.
+
+Labels must be among the declared classes or, when none are declared, among the classes the
+production model was trained on: a label no model has seen is a data error, not a new class.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -16,6 +20,8 @@ import pandera.pandas as pa
 from ml_platform.data.sources import DatasetSpec
 
 FAILURE_COLUMNS = ["column", "check", "failure_case", "row"]
+# The check name of a label outside the known classes starts with this (see _label_failures).
+CLASS_CHECK_PREFIX = "one of the "
 
 
 class DataValidationError(ValueError):
@@ -46,8 +52,8 @@ def _finite(series: pd.Series) -> pd.Series:
 
 
 def build_schema(spec: DatasetSpec) -> pa.DataFrameSchema:
-    """Declared features are float, finite and within their known bounds; the target is one
-    of the declared classes."""
+    """Declared features are float, finite and within their known bounds; the target is present
+    (its classes are checked by _label_failures, which can name the classes' origin)."""
     columns: dict[str, pa.Column] = {}
     for feature in spec.features:
         checks = [pa.Check(_finite, name="finite")]
@@ -56,8 +62,7 @@ def build_schema(spec: DatasetSpec) -> pa.DataFrameSchema:
         if feature.max_value is not None:
             checks.append(pa.Check.le(feature.max_value))
         columns[feature.name] = pa.Column(float, checks=checks, nullable=feature.nullable, coerce=True)
-    target_checks = [pa.Check.isin(list(spec.classes))] if spec.classes else []
-    columns[spec.target] = pa.Column(checks=target_checks, nullable=False)
+    columns[spec.target] = pa.Column(nullable=False)
     # "filter" drops undeclared columns (ids, free text) instead of failing on them.
     return pa.DataFrameSchema(columns, strict="filter", name="validated_data")
 
@@ -92,7 +97,26 @@ def _coerce_features(frame: pd.DataFrame, spec: DatasetSpec) -> tuple[pd.DataFra
     return coerced, pd.DataFrame(failures, columns=FAILURE_COLUMNS)
 
 
-def validate_frame(frame: pd.DataFrame, spec: DatasetSpec, policy: ValidationPolicy) -> ValidationResult:
+def _label_failures(frame: pd.DataFrame, target: str, classes: Sequence[object], origin: str) -> pd.DataFrame:
+    """One failure per row whose label is not among `classes` (nulls are Pandera's to report)."""
+    if target not in frame.columns:
+        return pd.DataFrame(columns=FAILURE_COLUMNS)  # Pandera reports the missing column
+    labels = frame[target]
+    unknown = labels.notna() & ~labels.isin(list(classes))
+    check = f"{CLASS_CHECK_PREFIX}{origin} classes {list(classes)}"
+    return pd.DataFrame(
+        [(target, check, str(label), row) for row, label in labels[unknown].items()], columns=FAILURE_COLUMNS
+    )
+
+
+def validate_frame(
+    frame: pd.DataFrame,
+    spec: DatasetSpec,
+    policy: ValidationPolicy,
+    production_classes: Sequence[object] | None = None,
+) -> ValidationResult:
+    """Validate `frame` against `spec`. Labels are checked against the declared classes, else
+    against `production_classes` (pass None to accept any label, e.g. allow_new_classes)."""
     if len(frame) < policy.min_rows:
         raise DataValidationError(
             f"validated_data: {len(frame)} rows, fewer than the minimum of {policy.min_rows} "
@@ -101,15 +125,24 @@ def validate_frame(frame: pd.DataFrame, spec: DatasetSpec, policy: ValidationPol
     schema = build_schema(spec)
     dropped = [c for c in frame.columns if c not in schema.columns]
     coerced, non_numeric = _coerce_features(frame, spec)
+    if spec.classes:
+        early = pd.concat([non_numeric, _label_failures(frame, spec.target, spec.classes, "declared")], ignore_index=True)
+    elif production_classes:
+        early = pd.concat(
+            [non_numeric, _label_failures(frame, spec.target, production_classes, "production model's")],
+            ignore_index=True,
+        )
+    else:
+        early = non_numeric
     try:
         valid = schema.validate(coerced, lazy=True)
-        failures = non_numeric
+        failures = early
     except pa.errors.SchemaErrors as errors:
         failures = _failure_table(errors)
         # A non-numeric cell became NaN; it is already reported as "numeric", not as a null.
         already = set(zip(non_numeric["column"], non_numeric["row"]))
         is_echo = pd.Series([(c, r) in already for c, r in zip(failures["column"], failures["row"])], dtype=bool)
-        failures = pd.concat([non_numeric, failures.loc[~is_echo.to_numpy()]], ignore_index=True)
+        failures = pd.concat([early, failures.loc[~is_echo.to_numpy()]], ignore_index=True)
     quarantined = frame.iloc[0:0]
     if len(failures):
         valid, quarantined = _apply_policy(frame, coerced, schema, failures, policy)
@@ -161,7 +194,19 @@ def _apply_policy(
 
 
 def _summarize(failures: pd.DataFrame, limit: int = 5) -> str:
-    counts = failures.groupby(["column", "check"], dropna=False).size().sort_values(ascending=False)
-    parts = [f"{col}: {check} x{n}" for (col, check), n in counts.head(limit).items()]
+    groups = failures.groupby(["column", "check"], dropna=False)["failure_case"]
+    counts = groups.size().sort_values(ascending=False)
+    parts = []
+    for (col, check), n in counts.head(limit).items():
+        if check == "column_in_dataframe":
+            missing = ", ".join(repr(c) for c in groups.get_group((col, check)))
+            parts.append(f"missing column(s) {missing}")
+        elif str(check).startswith(CLASS_CHECK_PREFIX):
+            # Name the unseen labels: "target: 2 is not one of the production model's classes [0, 1]".
+            labels = list(dict.fromkeys(groups.get_group((col, check))))
+            shown = ", ".join(labels[:5]) + (", ..." if len(labels) > 5 else "")
+            parts.append(f"{col}: {shown} {'is' if len(labels) == 1 else 'are'} not {check}" + (f" x{n}" if n > 1 else ""))
+        else:
+            parts.append(f"{col}: {check} x{n}")
     more = len(counts) - limit
     return "; ".join(parts) + (f"; and {more} more" if more > 0 else "")

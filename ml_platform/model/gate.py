@@ -30,11 +30,14 @@ def decide_promotion(
     champion_metrics_on_candidate_holdout: Mapping[str, float] | None,
     features_match: bool,
     policy: GatePolicy,
+    demoted_by: Mapping[str, object] | None = None,
 ) -> PromotionDecision:
     """`check_results` maps each required check to passed (True), failed (False) or not run (None).
 
     Every required check must have passed for this very candidate; then the candidate must
-    be no worse than the champion, both measured on the candidate's holdout.
+    be no worse than the champion, both measured on the candidate's holdout. A version that a
+    rollback took out of production (`demoted_by`, its history entry) is not promoted again
+    automatically: a person decided against it.
     """
     not_run = sorted(name for name, passed in check_results.items() if passed is None)
     failed = sorted(name for name, passed in check_results.items() if passed is False)
@@ -48,6 +51,12 @@ def decide_promotion(
         return PromotionDecision(True, f"no production model yet; {candidate_version} passed all checks")
     if champion_version == candidate_version:
         return PromotionDecision(False, f"{candidate_version} is already in production")
+    if demoted_by is not None:
+        return PromotionDecision(
+            False,
+            f"{candidate_version} was rolled back from production at {demoted_by.get('at')} "
+            f"({demoted_by.get('reason')}); promote it by hand to use it again",
+        )
     if not features_match:
         if not policy.allow_feature_change:
             return PromotionDecision(

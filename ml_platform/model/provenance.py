@@ -1,7 +1,8 @@
-"""What produced a model: the code version and the versions of the libraries it ran on."""
+"""What produced a model: the code version, a digest of the code, and the library versions."""
 
 from __future__ import annotations
 
+import hashlib
 import platform
 import subprocess
 from functools import lru_cache
@@ -27,6 +28,17 @@ def code_version() -> str:
         return f"git:{commit}{'-dirty' if dirty else ''}"
     except (OSError, subprocess.SubprocessError):
         return f"ml_platform=={_version('ml_platform')}"
+
+
+@lru_cache(maxsize=1)
+def code_digest() -> str:
+    """A hash of the package's Python sources: unlike a git commit, it changes with any edit,
+    committed or not, so "same code" means the same code."""
+    package_dir = Path(__file__).resolve().parents[1]
+    digest = hashlib.sha256()
+    for path in sorted(package_dir.rglob("*.py")):
+        digest.update(path.relative_to(package_dir).as_posix().encode() + b"\0" + path.read_bytes())
+    return digest.hexdigest()[:16]
 
 
 def _version(dist: str) -> str:

@@ -1,7 +1,8 @@
 """The model registry: immutable versions, aliases (production, previous, staging), and an
-append-only history of every alias change.
+append-only history of every alias change. Each declared model has its own registry, at
+<registry root>/<model> (see ml_platform.paths).
 
-Layout under the registry root (a local path, or any fsspec URL such as s3://bucket/prefix):
+Layout under a model's registry (a local path, or any fsspec URL such as s3://bucket/prefix/churn):
 
     versions/v7/model.pkl       the artifact (pickle), never rewritten
     versions/v7/model_card.md   a human-readable card: metrics, params, data, lineage
@@ -45,7 +46,7 @@ from typing import Any
 import fsspec
 from fsspec.implementations.local import LocalFileSystem
 
-from ml_platform.paths import default_registry_root
+from ml_platform.paths import model_registry_url
 
 ALIASES = ("production", "previous", "staging")
 DEFAULT_KEEP_LAST = 20
@@ -230,6 +231,10 @@ class ModelRegistry:
                 versions.append(self.get(f"v{number}"))
         return versions
 
+    def find_version(self, key: str, value: object) -> ModelVersion | None:
+        """The newest version whose metadata has `key` == `value` (e.g. its training identity)."""
+        return next((v for v in reversed(self.list_versions()) if v.metadata.get(key) == value), None)
+
     def model_card(self, version: str) -> str:
         raw = self._read(self._path("versions", version, "model_card.md"))
         if raw is None:
@@ -287,6 +292,17 @@ class ModelRegistry:
 
     def history(self) -> list[dict[str, Any]]:
         return list(self._read_state()["history"])
+
+    def demotion(self, version: str) -> dict[str, Any] | None:
+        """The rollback that took `version` out of production, unless it was put back since."""
+        for entry in reversed(self.history()):
+            if entry.get("alias") != "production":
+                continue
+            if entry.get("to_version") == version:
+                return None
+            if entry.get("from_version") == version and entry.get("action") == "rollback":
+                return entry
+        return None
 
     def set_alias(
         self,
@@ -393,11 +409,19 @@ class ModelRegistry:
         return doomed
 
 
-def load_production_model(registry_root: str | os.PathLike[str] | None = None) -> Any:
-    """The one call to use the production model outside Dagster: a fitted sklearn Pipeline.
+def load_production_model(model: str | None = None, registry_root: str | os.PathLike[str] | None = None) -> Any:
+    """The one call to use a production model outside Dagster: a fitted sklearn Pipeline.
 
     >>> from ml_platform import load_production_model
-    >>> model = load_production_model()          # same default location as the pipeline
+    >>> model = load_production_model("breast_cancer")   # the only declared model if omitted
     >>> model.predict(frame[model.feature_names_in_])
+
+    `registry_root` is the root of all models' registries (default as the pipeline's).
     """
-    return ModelRegistry(registry_root or default_registry_root()).load_alias("production")
+    from ml_platform.declaration import resolve_model_name
+
+    if model is not None and not isinstance(model, str):
+        raise TypeError(f"load_production_model takes a model name, not {model!r}; pass the registries' root as registry_root=")
+    name = resolve_model_name(model)
+    root = os.fspath(registry_root) if registry_root is not None else None
+    return ModelRegistry(model_registry_url(name, root)).load_alias("production")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -48,6 +50,33 @@ class TrainedCandidate:
     holdout: pd.DataFrame
 
 
+def known_classes(frame: pd.DataFrame, spec: DatasetSpec) -> tuple[Any, ...]:
+    """The declared classes, else the labels seen in `frame` (recorded with the model version)."""
+    if spec.classes:
+        return tuple(spec.classes)
+    return tuple(_jsonable(v) for v in sorted(frame[spec.target].dropna().unique()))
+
+
+def training_identity(
+    data_fingerprint: str, spec: DatasetSpec, settings: TrainingSettings, code: str, libraries: dict[str, str]
+) -> str:
+    """What makes two trainings the same: data, features, target and classes, estimator and
+    params, split, code and library versions. Equal identities would fit equal models."""
+    payload = {
+        "data": data_fingerprint,
+        "features": spec.feature_names,
+        "target": spec.target,
+        "classes": list(spec.classes) if spec.classes else None,
+        "estimator": settings.estimator,
+        "params": settings.params or {},
+        "holdout_fraction": settings.holdout_fraction,
+        "seed": settings.seed,
+        "code": code,
+        "libraries": libraries,
+    }
+    return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
 def build_pipeline(estimator: str, params: dict[str, Any] | None, seed: int) -> Pipeline:
     if estimator not in ESTIMATORS:
         raise ValueError(f"unknown estimator {estimator!r}; choose one of {sorted(ESTIMATORS)}")
@@ -66,6 +95,12 @@ def split_holdout(frame: pd.DataFrame, target: str, fraction: float, seed: int) 
     """Stratified and seeded, so the same data always yields the same holdout rows."""
     if not 0.0 < fraction < 1.0:
         raise ValueError(f"holdout_fraction must be in (0, 1), got {fraction}")
+    counts = frame[target].value_counts()
+    rare = counts[counts < 2]
+    if len(rare):
+        raise ValueError(
+            f"{target}: class(es) {list(rare.index)} have a single row; a stratified holdout needs at least 2 rows per class"
+        )
     train, holdout = train_test_split(frame, test_size=fraction, random_state=seed, stratify=frame[target])
     return train, holdout
 
@@ -110,6 +145,8 @@ def train_candidate(frame: pd.DataFrame, spec: DatasetSpec, settings: TrainingSe
 
 
 def _jsonable(value: Any) -> Any:
+    if isinstance(value, np.generic):
+        return value.item()
     if value is None or isinstance(value, (bool, int, float, str)):
-        return value.item() if isinstance(value, np.generic) else value
+        return value
     return repr(value)

@@ -1,21 +1,29 @@
-"""Monitoring a production model on new data: its drift reference, prediction drift and
-quality on labelled data. Thresholds default to the seed's monitor."""
+"""Monitoring a production model on new, schema-validated data: what each monitoring check
+decides, in plain Python (the Dagster checks in orchestration/monitoring.py only wrap these).
+
+The production model's drift reference (a compact summary of its training data and its
+predicted class shares) is stored with its version, so monitoring never needs the training
+data again. A check that cannot evaluate says why (`NotEvaluated`); it never passes by default.
+"""
 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from ml_platform.data.sources import DatasetSpec
-from ml_platform.monitoring.drift import ReferenceSummary, class_share_psi, class_shares, summarize_reference
+from ml_platform.monitoring.drift import ReferenceSummary, class_share_psi, class_shares, compute_drift, summarize_reference
 
 REFERENCE_FILE = "drift_reference.json"
-MIN_ACCURACY = 0.70
-MAX_PSI = 0.20
-MAX_EXECUTION_SECONDS = 300.0
+
+
+class NotEvaluated(Exception):
+    """A check could not evaluate; the message says why, in the project's words."""
 
 
 @dataclass(frozen=True)
@@ -39,38 +47,70 @@ def build_reference(train: pd.DataFrame, spec: DatasetSpec, model: Any) -> Model
     return ModelReference(summarize_reference(x), class_shares(model.predict(x)))
 
 
-def numeric_features(frame: pd.DataFrame, features: list[str]) -> pd.DataFrame:
-    """New data may be raw: text cells become NaN, which the drift statistics skip and count."""
-    missing = [f for f in features if f not in frame.columns]
-    if missing:
-        raise ValueError(f"new data lacks the model's feature(s) {missing}")
-    return frame[features].apply(pd.to_numeric, errors="coerce")
-
-
 @dataclass(frozen=True)
-class PredictionDrift:
-    psi: float
-    reference_shares: dict[str, float]
-    current_shares: dict[str, float]
+class CheckOutcome:
+    passed: bool
+    description: str
+    figures: dict[str, Any] = field(default_factory=dict)  # what the check measured, for its metadata
 
 
-def prediction_drift(model: Any, current: pd.DataFrame, reference: ModelReference) -> PredictionDrift:
-    rows = current.dropna()
-    if rows.empty:
-        raise ValueError("new data has no row with every feature present; cannot compute prediction drift")
-    shares = class_shares(model.predict(rows))
-    return PredictionDrift(class_share_psi(reference.prediction_shares, shares), reference.prediction_shares, shares)
+def require_same_features(version: str, model_features: Sequence[str], spec: DatasetSpec) -> None:
+    """Monitoring compares like with like: the data must carry the production model's features."""
+    missing = [f for f in model_features if f not in spec.feature_names]
+    new = [f for f in spec.feature_names if f not in model_features]
+    if missing or new:
+        raise NotEvaluated(
+            f"the data's feature set differs from production {version}'s (missing {missing}, new {new}); "
+            "monitoring resumes once a model of this feature set is in production"
+        )
 
 
-def labelled_accuracy(model: Any, frame: pd.DataFrame, spec: DatasetSpec) -> tuple[float, int] | None:
-    """Accuracy of `model` on the rows of `frame` that carry a known label, or None if none do."""
-    if spec.target not in frame.columns:
-        return None
-    x = numeric_features(frame, spec.feature_names)
-    labelled = frame[spec.target].notna() & x.notna().all(axis=1)
-    if spec.classes:
-        labelled &= frame[spec.target].isin(list(spec.classes))
+def data_drift(
+    reference: ModelReference, frame: pd.DataFrame, psi_threshold: float, drift_share: float
+) -> tuple[CheckOutcome, pd.DataFrame]:
+    """PSI and KS of every feature against the training data; the per-feature table with it."""
+    report = compute_drift(
+        reference.features, frame, psi_threshold=psi_threshold, dataset_psi_threshold=psi_threshold,
+        drift_share_threshold=drift_share,
+    )
+    table = report.to_frame()[["feature", "psi", "ks_statistic", "ks_pvalue", "drifted", "n_missing"]]
+    max_psi = float(table["psi"].max())
+    drifted = list(report.drifted_features)
+    description = (
+        f"Data drift detected: {len(drifted)} of {len(table)} features drifted, max PSI {max_psi:.2f} "
+        f"(threshold: {psi_threshold:.2f}); drifted: {', '.join(drifted)}"
+        if report.dataset_drift
+        else f"no drift: max PSI {max_psi:.3f} <= {psi_threshold:.2f}"
+    )
+    figures = {"max_psi": max_psi, "threshold": psi_threshold, "share_drifted": report.share_drifted,
+               "drifted_features": ", ".join(drifted) or "none"}
+    return CheckOutcome(not report.dataset_drift, description, figures), table
+
+
+def prediction_drift(predictions: np.ndarray, reference: ModelReference, psi_threshold: float) -> CheckOutcome:
+    """PSI of the predicted class shares on new data against those on the training data."""
+    shares = class_shares(predictions)
+    psi = class_share_psi(reference.prediction_shares, shares)
+    passed = psi <= psi_threshold
+    return CheckOutcome(
+        passed,
+        f"prediction drift PSI {psi:.3f} <= {psi_threshold:.2f}" if passed
+        else f"Prediction drift detected: PSI {psi:.2f} (threshold: {psi_threshold:.2f})",
+        {"psi": psi, "threshold": psi_threshold, "training_shares": reference.prediction_shares, "current_shares": shares},
+    )
+
+
+def production_accuracy(predictions: np.ndarray, labels: pd.Series, min_accuracy: float) -> CheckOutcome:
+    """Accuracy of the production model on the rows that carry a label."""
+    labelled = labels.notna().to_numpy()
     if not labelled.any():
-        return None
-    predicted = model.predict(x[labelled])
-    return float((predicted == frame.loc[labelled, spec.target].to_numpy()).mean()), int(labelled.sum())
+        raise NotEvaluated("the newest data has no labelled rows")
+    accuracy = float((predictions[labelled] == labels.to_numpy()[labelled]).mean())
+    rows = int(labelled.sum())
+    passed = accuracy >= min_accuracy
+    return CheckOutcome(
+        passed,
+        f"production accuracy {accuracy:.2%} on {rows} labelled rows meets {min_accuracy:.2%}" if passed
+        else f"Model accuracy dropped to {accuracy:.2%} (threshold: {min_accuracy:.2%})",
+        {"accuracy": accuracy, "threshold": min_accuracy, "labelled_rows": rows},
+    )

@@ -118,6 +118,7 @@ def metrics_chart(version_rows: Sequence[dict[str, Any]], metrics: Sequence[str]
 
 def render_report(
     *,
+    model: str,
     failed_checks: Sequence[FailedCheck],
     drift_rows: Sequence[dict[str, Any]],
     psi_threshold: float,
@@ -130,7 +131,7 @@ def render_report(
     by_severity = ", ".join(f"{s}: {counts.get(s, 0)}" for s in SEVERITY_ORDER)
     failed = sorted(failed_checks, key=lambda f: (SEVERITY_ORDER.index(f.severity) if f.severity in SEVERITY_ORDER else 9, f.at))
     sections = [
-        "# Monitoring report",
+        f"# Monitoring report: {model}",
         f"Generated {generated_at}. Production model: **{production_version or 'none yet'}**.",
         "## Failing checks",
         f"Total failing: {len(failed_checks)} ({by_severity})",

@@ -5,6 +5,7 @@ resources through `dg.EnvVar`, so they are never written into run config or logs
 """
 
 import os
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import dagster as dg
@@ -38,8 +39,11 @@ class LogChannelResource(dg.ConfigurableResource):
 
     enabled: bool = True
 
+    def is_on(self) -> bool:
+        return self.enabled
+
     def channel(self) -> AlertChannel | None:
-        return LogChannel() if self.enabled else None
+        return LogChannel() if self.is_on() else None
 
 
 class JsonlChannelResource(dg.ConfigurableResource):
@@ -49,6 +53,9 @@ class JsonlChannelResource(dg.ConfigurableResource):
 
     def resolved_path(self) -> str:
         return self.path or str(platform_home() / "alerts.jsonl")
+
+    def is_on(self) -> bool:
+        return True
 
     def channel(self) -> AlertChannel | None:
         return JsonlFileChannel(self.resolved_path())
@@ -60,8 +67,11 @@ class SlackChannelResource(dg.ConfigurableResource):
     webhook_url: str = ""
     timeout_seconds: float = 10.0
 
+    def is_on(self) -> bool:
+        return bool(self.webhook_url)
+
     def channel(self) -> AlertChannel | None:
-        return SlackWebhookChannel(self.webhook_url, timeout_seconds=self.timeout_seconds) if self.webhook_url else None
+        return SlackWebhookChannel(self.webhook_url, timeout_seconds=self.timeout_seconds) if self.is_on() else None
 
 
 class WebhookChannelResource(dg.ConfigurableResource):
@@ -71,8 +81,11 @@ class WebhookChannelResource(dg.ConfigurableResource):
     bearer_token: str = ""
     timeout_seconds: float = 10.0
 
+    def is_on(self) -> bool:
+        return bool(self.url)
+
     def channel(self) -> AlertChannel | None:
-        if not self.url:
+        if not self.is_on():
             return None
         return JsonWebhookChannel(self.url, timeout_seconds=self.timeout_seconds, bearer_token=self.bearer_token or None)
 
@@ -84,8 +97,11 @@ class PagerDutyChannelResource(dg.ConfigurableResource):
     events_url: str = PAGERDUTY_EVENTS_URL
     timeout_seconds: float = 10.0
 
+    def is_on(self) -> bool:
+        return bool(self.routing_key)
+
     def channel(self) -> AlertChannel | None:
-        if not self.routing_key:
+        if not self.is_on():
             return None
         return PagerDutyChannel(self.routing_key, events_url=self.events_url, timeout_seconds=self.timeout_seconds)
 
@@ -102,8 +118,11 @@ class EmailChannelResource(dg.ConfigurableResource):
     starttls: bool = True
     timeout_seconds: float = 10.0
 
+    def is_on(self) -> bool:
+        return bool(self.host and self.to_addresses)
+
     def channel(self) -> AlertChannel | None:
-        if not self.host or not self.to_addresses:
+        if not self.is_on():
             return None
         return EmailChannel(
             self.host, port=self.port, from_addr=self.from_address, to_addrs=self.to_addresses,
@@ -138,14 +157,21 @@ class AlertingResource(dg.ConfigurableResource):
     def resolved_outbox_path(self) -> str:
         return self.outbox_path or str(platform_home() / "alerts.db")
 
-    def channels(self) -> dict[str, AlertChannel]:
-        configured = {
+    def _channel_resources(self) -> dict[str, Any]:
+        return {
             "log": self.log, "jsonl": self.jsonl, "slack": self.slack, "webhook": self.webhook,
             "pagerduty": self.pagerduty, "email": self.email,
         }
-        return {name: channel for name, resource in configured.items() if (channel := resource.channel())}
 
-    def dispatcher(self) -> AlertDispatcher:
+    def channel_names(self) -> list[str]:
+        """The channels that are on, known without reading any secret (safe when the code loads)."""
+        return [name for name, resource in self._channel_resources().items() if resource.is_on()]
+
+    def channels(self) -> dict[str, AlertChannel]:
+        return {name: channel for name, resource in self._channel_resources().items() if (channel := resource.channel())}
+
+    def dispatcher(self, model_routes: Mapping[str, Mapping[str, Sequence[str]]] | None = None) -> AlertDispatcher:
+        """The dispatcher; `model_routes` (model -> severity -> channels) override the routes per model."""
         channels = self.channels()
         if self.routes is None:
             routes = {severity: [n for n in names if n in channels] for severity, names in DEFAULT_ROUTES.items()}
@@ -155,6 +181,7 @@ class AlertingResource(dg.ConfigurableResource):
             AlertOutbox(self.resolved_outbox_path()),
             channels,
             routes,
+            model_routes=model_routes,
             repeat_interval_seconds=self.repeat_interval_hours * 3600,
             backoff_base_seconds=self.backoff_base_seconds,
             backoff_max_seconds=self.backoff_max_seconds,

@@ -1,25 +1,74 @@
-"""The pipeline job and its daily schedule."""
+"""One declared model's jobs and schedules: training (retrain daily by default) and monitoring
+(hourly by default), as the declaration's `schedules` section sets them."""
 
-import os
+from dataclasses import dataclass
 
 import dagster as dg
+from dagster._core.definitions.unresolved_asset_job_definition import UnresolvedAssetJobDefinition
 
-from ml_platform.orchestration.assets import ASSETS
-
-ml_pipeline_job = dg.define_asset_job(
-    "ml_pipeline",
-    selection=dg.AssetSelection.assets(*ASSETS),  # with the checks defined on these assets
-    description="Extract, validate, train a candidate and promote it through the gate.",
-)
+from ml_platform.declaration import DeclaredModel, ScheduleSection
+from ml_platform.orchestration.config import run_config
+from ml_platform.orchestration.monitoring import MonitoringDefinitions
+from ml_platform.orchestration.names import MODEL_TAG, TRAINING_TAG, ModelNames
+from ml_platform.orchestration.pipeline import PipelineAssets
 
 
-def daily_retrain_schedule(timezone: str | None = None) -> dg.ScheduleDefinition:
-    """Daily at 02:00 in `timezone` (default $ML_PLATFORM_TIMEZONE, else UTC); DST-aware."""
-    return dg.ScheduleDefinition(
-        name="daily_retrain",
-        job=ml_pipeline_job,
-        cron_schedule="0 2 * * *",
-        execution_timezone=timezone or os.environ.get("ML_PLATFORM_TIMEZONE", "UTC"),
-        default_status=dg.DefaultScheduleStatus.RUNNING,
-        description="Retrain and (if the gate allows) promote, every day at 02:00.",
+@dataclass(frozen=True)
+class ModelJobs:
+    jobs: list[UnresolvedAssetJobDefinition]
+    schedules: list[dg.ScheduleDefinition]
+
+
+def _schedule(
+    name: str, job: UnresolvedAssetJobDefinition, settings: ScheduleSection, timezone: str,
+    config: dict[str, dg.Config], tags: dict[str, str], description: str,
+) -> dg.ScheduleDefinition:
+    @dg.schedule(
+        name=name,
+        job=job,
+        cron_schedule=settings.cron,
+        execution_timezone=timezone,
+        default_status=dg.DefaultScheduleStatus.RUNNING if settings.enabled else dg.DefaultScheduleStatus.STOPPED,
+        description=description,
+    )
+    def declared_schedule(context: dg.ScheduleEvaluationContext) -> dg.RunRequest:
+        # The run carries the declaration's config explicitly, so the run's page shows what it ran with.
+        return dg.RunRequest(run_config=run_config(config), tags=tags)
+
+    return declared_schedule
+
+
+def build_jobs(model: DeclaredModel, pipeline: PipelineAssets, monitoring: MonitoringDefinitions) -> ModelJobs:
+    names = ModelNames(model.name)
+    schedules = model.declaration.schedules
+    tags = {MODEL_TAG: model.name}
+    monitoring_checks = dg.AssetSelection.checks(*monitoring.checks)
+    training_job = dg.define_asset_job(
+        names.training_job,
+        selection=dg.AssetSelection.assets(*pipeline.assets) - monitoring_checks,
+        # The run queue admits one run per value of TRAINING_TAG at a time (dagster_home/dagster.yaml).
+        tags={**tags, TRAINING_TAG: model.name},
+        description=f"{model.name}: extract, validate, train a candidate and promote it through the gate.",
+    )
+    monitoring_job = dg.define_asset_job(
+        names.monitoring_job,
+        selection=dg.AssetSelection.assets(names.raw_data, names.validated_data, monitoring.report) | monitoring_checks,
+        tags=tags,
+        description=f"{model.name}: check the production model against the newest validated data, and report; never retrains.",
+    )
+    validation_op = pipeline.validated_data.op.name
+    return ModelJobs(
+        jobs=[training_job, monitoring_job],
+        schedules=[
+            _schedule(
+                f"{model.name}_retrain_schedule", training_job, schedules.retrain, schedules.timezone,
+                pipeline.op_configs, {**tags, TRAINING_TAG: model.name},
+                f"Retrain {model.name} and promote through the gate ({schedules.retrain.cron}, {schedules.timezone}).",
+            ),
+            _schedule(
+                f"{model.name}_monitoring_schedule", monitoring_job, schedules.monitoring, schedules.timezone,
+                {validation_op: pipeline.op_configs[validation_op], **monitoring.op_configs}, tags,
+                f"Monitor {model.name} ({schedules.monitoring.cron}, {schedules.timezone}).",
+            ),
+        ],
     )

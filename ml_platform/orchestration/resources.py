@@ -1,11 +1,15 @@
-"""The data source and the model registry as Dagster ConfigurableResources (alert channels: alerting.py)."""
+"""The data source and the model registry as Dagster ConfigurableResources (alert channels: alerting.py).
 
-import os
-from dataclasses import replace
-from typing import Literal
+Each declared model gets its own DataSourceResource (resource key `<model>_data_source`) whose
+config defaults are the declaration's `source` section, so the Launchpad shows them and a run
+that overrides one field (say `path`) keeps the others. The registry resource is shared: every
+model has its own namespace below its root.
+"""
+
+from typing import Any, Literal
 
 import dagster as dg
-import pandas as pd
+import pydantic
 
 from ml_platform.data.sources import (
     DataSourceError,
@@ -13,28 +17,43 @@ from ml_platform.data.sources import (
     generate_synthetic,
     load_breast_cancer_source,
     read_table_file,
+    with_declared_classes,
 )
-from ml_platform.paths import default_registry_root
-from ml_platform.model.registry import DEFAULT_KEEP_LAST, ModelRegistry
+from ml_platform.declaration import DeclaredModel, SyntheticSection
+from ml_platform.model.registry import ModelRegistry
+from ml_platform.orchestration.config import config_class
+from ml_platform.paths import model_registry_url
+
+# The synthetic generator's knobs, as the declaration defines them (SyntheticSection).
+SyntheticSourceConfig = config_class("SyntheticSourceConfig", SyntheticSection())
 
 
 class DataSourceResource(dg.ConfigurableResource):
-    """Where `raw_data` comes from. `kind` picks the source; the other fields configure it."""
+    """Where a model's `raw_data` comes from: its declaration's `source` section, field for field."""
 
     kind: Literal["bundled", "synthetic", "csv", "parquet"] = "bundled"
-    # csv / parquet
-    path: str | None = None
-    target_column: str = "target"
-    feature_columns: list[str] | None = None
+    path: str | None = None  # csv / parquet; the declaration's relative path is resolved against the project
+    target: str = "target"
+    features: list[str] | None = None
     classes: list[str] | None = None
-    # synthetic
-    rows: int = 1_000
-    features: int = 10
-    positive_fraction: float = 0.5
-    seed: int = 42
-    drift_features: list[str] = []
-    drift_shift: float = 0.0
-    drift_scale: float = 1.0
+    synthetic: SyntheticSourceConfig = SyntheticSourceConfig()
+
+    @classmethod
+    def for_model(cls, model: DeclaredModel) -> "DataSourceResource":
+        """This model's data source: a subclass whose config defaults are its declaration."""
+        source = model.declaration.source
+        declared: dict[str, Any] = {
+            "kind": source.kind,
+            "path": model.source_path(),
+            "target": source.target,
+            "features": source.features,
+            # Dagster config has no int-or-text lists: text here, typed again by with_declared_classes.
+            "classes": [str(c) for c in source.classes] if source.classes is not None else None,
+        }
+        fields: dict[str, Any] = {name: (cls.model_fields[name].annotation, value) for name, value in declared.items()}
+        synthetic = config_class("SyntheticSourceConfig", source.synthetic)
+        fields["synthetic"] = (synthetic, synthetic())
+        return pydantic.create_model(cls.__name__, __base__=cls, **fields)()
 
     def describe(self) -> str:
         return f"{self.kind}:{self.path}" if self.kind in ("csv", "parquet") else self.kind
@@ -43,54 +62,19 @@ class DataSourceResource(dg.ConfigurableResource):
         if self.kind == "bundled":
             return load_breast_cancer_source()
         if self.kind == "synthetic":
-            return generate_synthetic(
-                rows=self.rows,
-                features=self.features,
-                positive_fraction=self.positive_fraction,
-                seed=self.seed,
-                drift_features=self.drift_features,
-                drift_shift=self.drift_shift,
-                drift_scale=self.drift_scale,
-            )
+            return generate_synthetic(**self.synthetic.model_dump())
         if not self.path:
-            raise DataSourceError(self.kind, "no path configured (set data_source.path)")
-        source = read_table_file(self.path, self.kind, self.target_column, self.feature_columns)
-        if self.classes:
-            return _with_classes(source, self.classes)
-        return source
-
-
-def _with_classes(source: SourceData, classes: list[str]) -> SourceData:
-    """Config carries classes as text; match them to the target column's type."""
-    target = source.frame[source.spec.target]
-    typed: list[int | str] = list(classes)
-    if pd.api.types.is_integer_dtype(target):
-        try:
-            typed = [int(c) for c in classes]
-        except ValueError as exc:
-            raise DataSourceError(source.description, f"classes {classes} are not integers like the target") from exc
-    return replace(source, spec=replace(source.spec, classes=tuple(typed)))
+            raise DataSourceError(self.kind, "no path configured (set source.path in the declaration)")
+        source = read_table_file(self.path, self.kind, self.target, self.features)
+        return with_declared_classes(source, self.classes) if self.classes else source
 
 
 class ModelRegistryResource(dg.ConfigurableResource):
-    """The model registry. `root` is a path or fsspec URL (s3://bucket/prefix needs s3fs);
-    empty means $ML_PLATFORM_REGISTRY, else $DAGSTER_HOME/ml_platform/registry."""
+    """The model registries. `root` is a path or fsspec URL (s3://bucket/prefix needs s3fs);
+    empty means $ML_PLATFORM_REGISTRY, else $DAGSTER_HOME/ml_platform/registry. Each model's
+    registry is <root>/<model>."""
 
     root: str = ""
-    keep_last: int = DEFAULT_KEEP_LAST  # versions kept; aliased versions are never deleted
 
-    def registry(self) -> ModelRegistry:
-        return ModelRegistry(self.root or default_registry_root())
-
-
-def source_from_environment() -> DataSourceResource:
-    """Defaults for the CLI and `dagster dev`, so pointing at a CSV needs no YAML:
-    ML_PLATFORM_SOURCE=csv ML_PLATFORM_SOURCE_PATH=data.csv ML_PLATFORM_TARGET=label."""
-    kind = os.environ.get("ML_PLATFORM_SOURCE", "bundled")
-    if kind not in ("bundled", "synthetic", "csv", "parquet"):
-        raise ValueError(f"ML_PLATFORM_SOURCE={kind!r}: use bundled, synthetic, csv or parquet")
-    return DataSourceResource(
-        kind=kind,  # type: ignore[arg-type]
-        path=os.environ.get("ML_PLATFORM_SOURCE_PATH") or None,
-        target_column=os.environ.get("ML_PLATFORM_TARGET", "target"),
-    )
+    def registry(self, model: str) -> ModelRegistry:
+        return ModelRegistry(model_registry_url(model, self.root or None))

@@ -59,8 +59,9 @@ def test_all_failures_are_reported_at_once_with_column_check_case_and_row() -> N
     assert sorted(by_row.loc[[5], "check"]) == ["finite", "less_than_or_equal_to(100.0)"]
     assert by_row.loc[7, "check"] == "less_than_or_equal_to(100.0)"
     assert by_row.loc[9, "check"] == "not_nullable"
-    assert by_row.loc[11, "check"] == "isin([0, 1])"
+    assert by_row.loc[11, "check"] == "one of the declared classes [0, 1]"
     assert "5 of 40 rows invalid" in str(info.value)
+    assert "target: 2 is not one of the declared classes [0, 1]" in str(info.value)
 
 
 def test_quarantine_keeps_invalid_rows_aside_when_within_the_allowed_fraction() -> None:
@@ -102,3 +103,28 @@ def test_too_few_rows_left_after_quarantine_is_rejected() -> None:
     frame.loc[[0, 1, 2], "weight"] = -1.0
     with pytest.raises(DataValidationError, match="9 valid rows after quarantine"):
         validate_frame(frame, SPEC, ValidationPolicy(min_rows=10, max_invalid_fraction=0.5))
+
+
+UNDECLARED = DatasetSpec(features=SPEC.features, target="target")
+
+
+def test_without_declared_classes_a_label_the_production_model_never_saw_is_named() -> None:
+    frame = clean_frame().assign(target=lambda f: f["target"].where(~f.index.isin([4, 8]), 2))
+    with pytest.raises(DataValidationError) as info:
+        validate_frame(frame, UNDECLARED, POLICY, production_classes=[0, 1])
+    assert "target: 2 is not one of the production model's classes [0, 1] x2" in str(info.value)
+    failures = info.value.failures
+    assert set(failures["row"]) == {4, 8} and set(failures["failure_case"]) == {"2"}
+
+
+def test_several_unseen_labels_are_all_named_and_text_labels_work() -> None:
+    frame = clean_frame().assign(target=np.where(np.arange(40) % 2, "yes", "no"))
+    frame.loc[1, "target"], frame.loc[2, "target"] = "maybe", "unknown"
+    with pytest.raises(DataValidationError, match=r"target: maybe, unknown are not one of the production model's classes \['no', 'yes'\]"):
+        validate_frame(frame, UNDECLARED, POLICY, production_classes=["no", "yes"])
+
+
+def test_any_label_is_accepted_when_no_classes_are_known_yet_or_new_ones_are_allowed() -> None:
+    frame = clean_frame().assign(target=np.arange(40) % 3)
+    assert set(validate_frame(frame, UNDECLARED, POLICY).valid["target"]) == {0, 1, 2}
+    assert set(validate_frame(frame, UNDECLARED, POLICY, production_classes=None).valid["target"]) == {0, 1, 2}

@@ -65,3 +65,13 @@ def test_feature_change_needs_explicit_permission() -> None:
 def test_candidate_already_in_production_is_not_promoted_again() -> None:
     decision = decide(candidate_version="v1")
     assert not decision.promote and "already in production" in decision.reason
+
+
+def test_a_version_taken_out_of_production_by_a_rollback_is_not_promoted_again() -> None:
+    rollback = {"at": "2026-11-27T10:00:00+00:00", "reason": "bad predictions in serving"}
+    decision = decide(candidate_metrics={"accuracy": 0.99}, demoted_by=rollback)
+    assert not decision.promote
+    assert decision.reason == (
+        "v2 was rolled back from production at 2026-11-27T10:00:00+00:00 (bad predictions in serving); "
+        "promote it by hand to use it again"
+    )

@@ -23,7 +23,7 @@ def test_versions_are_numbered_immutable_and_keep_their_metadata(tmp_path: Path)
 
 
 def test_production_alias_moves_previous_and_history_records_every_change(tmp_path: Path) -> None:
-    registry = ModelRegistry(tmp_path)
+    registry = ModelRegistry(tmp_path / "churn")
     for c in (0, 1):
         registry.register(fitted(c), {})
     registry.set_alias("production", "v1", reason="first", run_id="r1", metrics={"accuracy": 0.8})
@@ -35,7 +35,8 @@ def test_production_alias_moves_previous_and_history_records_every_change(tmp_pa
         ("v1", "v2", "better", "r2"),
     ]
     assert history[0]["metrics"] == {"accuracy": 0.8}
-    assert load_production_model(tmp_path).predict([[0]])[0] == 1
+    # The one call a serving process makes: a model's production version from the registries' root.
+    assert load_production_model("churn", registry_root=tmp_path).predict([[0]])[0] == 1
 
 
 def test_tampered_truncated_or_missing_artifact_is_refused_naming_the_version(tmp_path: Path) -> None:
@@ -59,7 +60,9 @@ def test_unknown_version_and_alias_give_clear_errors(tmp_path: Path) -> None:
     with pytest.raises(RegistryError, match="model version 'v9' not found"):
         registry.get("v9")
     with pytest.raises(RegistryError, match="no model has the alias 'production' yet"):
-        load_production_model(tmp_path)
+        load_production_model("churn", registry_root=tmp_path)
+    with pytest.raises(TypeError, match="takes a model name"):
+        load_production_model(tmp_path)  # the pre-declaration signature took the registry path
     registry.register(fitted(0), {})
     with pytest.raises(RegistryError, match="unknown alias 'champion'"):
         registry.set_alias("champion", "v1", reason="x")
@@ -98,13 +101,14 @@ def registry_with(root: str | Path, count: int, features: list[str] | None = Non
 def test_fsspec_memory_registry_behaves_like_the_local_one() -> None:
     import uuid
 
-    url = f"memory://registry-{uuid.uuid4().hex}"
+    root = f"memory://registry-{uuid.uuid4().hex}"
+    url = f"{root}/churn"
     registry = registry_with(url, 3)
     assert [v.version for v in registry.list_versions()] == ["v1", "v2", "v3"]
     registry.set_alias("production", "v2", reason="first")
     registry.set_alias("production", "v3", reason="second")
     assert ModelRegistry(url).aliases() == {"production": "v3", "previous": "v2"}
-    assert load_production_model(url).predict([[0]])[0] == 0
+    assert load_production_model("churn", registry_root=root).predict([[0]])[0] == 0
     location = registry.location("v3")
     assert location.startswith("memory://") and location.endswith(f"{url[9:]}/versions/v3/model_card.md")
     assert registry.rollback()["to_version"] == "v2"
@@ -167,3 +171,18 @@ def test_rollback_refusals_name_the_version_and_the_reason(tmp_path: Path) -> No
     with pytest.raises(RegistryError, match="model version v1: artifact integrity check failed"):
         registry.rollback(to="v1")
     assert registry.alias("production") == "v2" and len(registry.history()) == 1
+
+
+def test_find_version_and_demotion_follow_metadata_and_history(tmp_path: Path) -> None:
+    registry = ModelRegistry(tmp_path / "reg")
+    v1 = registry.register({"m": 1}, {"training_identity": "aaa"})
+    v2 = registry.register({"m": 2}, {"training_identity": "bbb"})
+    assert registry.find_version("training_identity", "bbb").version == v2.version == "v2"
+    assert registry.find_version("training_identity", "ccc") is None
+    registry.set_alias("production", "v1", reason="first")
+    registry.set_alias("production", "v2", reason="better")
+    assert registry.demotion("v2") is None
+    registry.rollback(reason="v2 misbehaves")
+    assert registry.demotion("v2")["reason"] == "v2 misbehaves" and registry.demotion("v1") is None
+    registry.set_alias("production", "v2", reason="fixed upstream", action="manual-promote")
+    assert registry.demotion("v2") is None and v1.version == "v1"

@@ -52,3 +52,9 @@ def test_metrics_of_a_perfect_and_of_a_constant_predictor() -> None:
     flipped = perfect.assign(target=1 - perfect["target"])
     assert evaluate(candidate.pipeline, flipped, source.spec)["accuracy"] == 0.0
     assert isinstance(flipped, pd.DataFrame)
+
+
+def test_a_class_with_a_single_row_is_named_before_the_split() -> None:
+    frame = pd.DataFrame({"a": range(20), "y": [0, 1] * 9 + [0, 2]})
+    with pytest.raises(ValueError, match=r"y: class\(es\) \[2\] have a single row"):
+        split_holdout(frame, "y", 0.2, 0)

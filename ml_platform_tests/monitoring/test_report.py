@@ -34,11 +34,12 @@ def test_report_orders_failures_by_severity_and_counts_them() -> None:
         FailedCheck("HIGH", "trained_model", "accuracy_above_threshold", "Model accuracy dropped", "Retrain", "t2"),
     ]
     report = render_report(
-        failed_checks=failed, drift_rows=[], psi_threshold=0.2, version_rows=[], production_version=None,
+        model="churn", failed_checks=failed, drift_rows=[], psi_threshold=0.2, version_rows=[], production_version=None,
         recent_alerts=[{"timestamp": "t", "severity": "HIGH", "asset": "a", "check": "c", "message": "m"}],
         generated_at="now",
     )
     assert "Total failing: 2 (HIGH: 1, MEDIUM: 0, LOW: 1)" in report
     assert report.index("| HIGH |") < report.index("| LOW |")
-    assert "Production model: **none yet**" in report and "data:image" not in report
+    assert "# Monitoring report: churn" in report and "Production model: **none yet**" in report
+    assert "data:image" not in report
     assert re.search(r"## Latest alerts\n\n\| timestamp", report)

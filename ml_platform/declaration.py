@@ -1,0 +1,286 @@
+"""What a declared model is: the schema of `ml_platform/defs/<model>/defs.yaml` (no Dagster import).
+
+A model is declared once, as an instance of the `ml_platform.ModelPipeline` component. Its
+`attributes` are a `ModelDeclaration`; everything else reads it: the assets' defaults, the
+schedules, the checks' thresholds and alert severities, the alert routing, and the
+`ml-platform` command line. Defaults are the seed's (02:00 daily retrain, hourly monitoring,
+accuracy >= 0.70, PSI <= 0.20, run time <= 300 s).
+
+The schema is strict (an unknown or misspelled field is an error that names it), so `dg check
+defs` and `ml-platform` reject a bad declaration before anything runs. It is plain pydantic so
+that the command line can read declarations without importing Dagster.
+"""
+
+from __future__ import annotations
+
+import re
+import zoneinfo
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+COMPONENT_TYPE = "ml_platform.ModelPipeline"
+DEFS_FILE = "defs.yaml"
+# A model's name becomes an asset key prefix, a group, and part of job and schedule names.
+MODEL_NAME = re.compile(r"^[a-z][a-z0-9_]*$")
+_CRON_FIELD = re.compile(r"^[0-9A-Za-z*/,?LW#-]+$")
+_CRON_ALIASES = {"@hourly", "@daily", "@midnight", "@weekly", "@monthly", "@yearly", "@annually"}
+
+Severity = Literal["HIGH", "MEDIUM", "LOW"]
+Estimator = Literal["logistic_regression", "random_forest", "gradient_boosting"]
+Metric = Literal["accuracy", "precision", "recall", "f1", "roc_auc"]
+
+
+class DeclarationError(ValueError):
+    """A declaration could not be read; the message names the file and the field."""
+
+
+class Section(BaseModel):
+    """Strict: an unknown key is an error naming it, never silently ignored."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class SyntheticSection(Section):
+    """The generator used by tests, demos and benchmarks (a fixed concept, an optional drift knob)."""
+
+    rows: int = Field(1_000, ge=1)
+    features: int = Field(10, ge=1)
+    positive_fraction: float = Field(0.5, gt=0.0, lt=1.0)
+    seed: int = 42
+    drift_features: list[str] = []
+    drift_shift: float = 0.0
+    drift_scale: float = 1.0
+
+
+class SourceSection(Section):
+    kind: Literal["bundled", "synthetic", "csv", "parquet"] = "bundled"
+    # csv / parquet: a path relative to the project root, or absolute.
+    path: str | None = None
+    target: str = "target"
+    # csv / parquet: the numeric feature columns; unset means every column but the target.
+    features: list[str] | None = None
+    # The label values a model may predict. Unset: recorded from the data at the first training.
+    classes: list[int | str] | None = None
+    synthetic: SyntheticSection = SyntheticSection()
+
+    @model_validator(mode="after")
+    def _path_for_files(self) -> SourceSection:
+        if self.kind in ("csv", "parquet") and not self.path:
+            raise ValueError(f"path is required when kind is {self.kind!r}")
+        return self
+
+
+class ValidationSection(Section):
+    min_rows: int = Field(50, ge=1)
+    # 0: any invalid row fails the run; above: invalid rows up to this share are quarantined.
+    max_invalid_fraction: float = Field(0.0, ge=0.0, lt=1.0)
+    # A label the production model was not trained on fails validation unless this is true.
+    allow_new_classes: bool = False
+
+
+class TrainingSection(Section):
+    estimator: Estimator = "logistic_regression"
+    params: dict[str, Any] = {}
+    holdout_fraction: float = Field(0.2, gt=0.0, lt=1.0)
+    seed: int = 42
+
+
+class GateSection(Section):
+    metric: Metric = "accuracy"
+    # How much worse than the champion (same holdout) a candidate may be and still be promoted.
+    tolerance: float = Field(0.0, ge=0.0, le=1.0)
+    allow_feature_change: bool = False
+
+
+class AccuracyCheck(Section):
+    min_accuracy: float = Field(0.70, ge=0.0, le=1.0)
+    severity: Severity = "HIGH"
+
+
+class DataDriftCheck(Section):
+    psi_threshold: float = Field(0.20, gt=0.0)
+    # The dataset drifts when any feature does, or when at least this share of features drift.
+    drift_share: float = Field(0.5, gt=0.0, le=1.0)
+    severity: Severity = "MEDIUM"
+
+
+class PredictionDriftCheck(Section):
+    psi_threshold: float = Field(0.20, gt=0.0)
+    severity: Severity = "MEDIUM"
+
+
+class RunTimeCheck(Section):
+    max_seconds: float = Field(300.0, gt=0.0)
+    severity: Severity = "LOW"
+
+
+class FreshnessCheck(Section):
+    warn_hours: float = Field(25.0, gt=0.0)
+    fail_hours: float = Field(49.0, gt=0.0)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> FreshnessCheck:
+        if self.fail_hours < self.warn_hours:
+            raise ValueError("fail_hours must be at least warn_hours")
+        return self
+
+
+class ChecksSection(Section):
+    """Thresholds and alert severities of every check (the seed's by default)."""
+
+    accuracy: AccuracyCheck = AccuracyCheck()  # the candidate's holdout accuracy: blocks promotion
+    production_accuracy: AccuracyCheck = AccuracyCheck()  # the production model on new labelled data
+    data_drift: DataDriftCheck = DataDriftCheck()
+    prediction_drift: PredictionDriftCheck = PredictionDriftCheck()
+    run_time: RunTimeCheck = RunTimeCheck()
+    freshness: FreshnessCheck = FreshnessCheck()
+
+
+class ScheduleSection(Section):
+    cron: str
+    enabled: bool = True
+
+    @field_validator("cron")
+    @classmethod
+    def _cron(cls, value: str) -> str:
+        fields = value.split()
+        if value.strip() in _CRON_ALIASES or (len(fields) == 5 and all(_CRON_FIELD.match(f) for f in fields)):
+            return value
+        raise ValueError(f"{value!r} is not a cron expression (five fields, e.g. '0 2 * * *')")
+
+
+class SchedulesSection(Section):
+    timezone: str = "UTC"
+    retrain: ScheduleSection = ScheduleSection(cron="0 2 * * *")
+    monitoring: ScheduleSection = ScheduleSection(cron="0 * * * *")  # every 6 hours: "0 */6 * * *"
+
+    @field_validator("timezone")
+    @classmethod
+    def _timezone(cls, value: str) -> str:
+        try:
+            zoneinfo.ZoneInfo(value)
+        except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"{value!r} is not an IANA time zone (e.g. 'UTC', 'Europe/Berlin')") from None
+        return value
+
+
+class AlertsSection(Section):
+    # Severity -> channel names, for this model's alerts; a severity left out uses the platform's routes.
+    routes: dict[Severity, list[str]] = {}
+
+
+class RegistrySection(Section):
+    keep_last: int = Field(20, ge=1)  # versions kept; an aliased version is never deleted
+
+
+class ModelDeclaration(Section):
+    """Everything about one model: where its data comes from and how it is trained, gated,
+    checked, scheduled and alerted on."""
+
+    description: str = ""
+    source: SourceSection = SourceSection()
+    validation: ValidationSection = ValidationSection()
+    training: TrainingSection = TrainingSection()
+    gate: GateSection = GateSection()
+    checks: ChecksSection = ChecksSection()
+    schedules: SchedulesSection = SchedulesSection()
+    alerts: AlertsSection = AlertsSection()
+    registry: RegistrySection = RegistrySection()
+
+
+@dataclass(frozen=True)
+class DeclaredModel:
+    """A declaration with its name (its folder's) and the project root its paths are relative to."""
+
+    name: str
+    declaration: ModelDeclaration
+    project_root: Path
+
+    def __post_init__(self) -> None:
+        check_model_name(self.name)
+
+    def source_path(self) -> str | None:
+        """The source file as an absolute path (relative paths are relative to the project root)."""
+        path = self.declaration.source.path
+        if path is None:
+            return None
+        return str(Path(path) if Path(path).is_absolute() else (self.project_root / path).resolve())
+
+
+def check_model_name(name: str) -> str:
+    if not MODEL_NAME.match(name):
+        raise DeclarationError(
+            f"model name {name!r} (its folder under defs/) must start with a lowercase letter and hold only "
+            "lowercase letters, digits and underscores"
+        )
+    return name
+
+
+def _first_error(exc: ValidationError) -> str:
+    error = exc.errors()[0]
+    where = ".".join(str(p) for p in error["loc"]) or "attributes"
+    message = error["msg"].removeprefix("Value error, ")
+    if error["type"] == "extra_forbidden":
+        message = f"unknown field {error['loc'][-1]!r}"
+    more = f" (and {exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
+    return f"{where}: {message}{more}"
+
+
+def read_declaration(path: Path, project_root: Path) -> DeclaredModel:
+    """One defs.yaml as a DeclaredModel; DeclarationError names the file and the field."""
+    try:
+        document = yaml.safe_load(path.read_text()) or {}
+    except (OSError, yaml.YAMLError) as exc:
+        raise DeclarationError(f"{path}: cannot read: {exc}") from exc
+    if not isinstance(document, dict) or document.get("type") != COMPONENT_TYPE:
+        raise DeclarationError(f"{path}: not a model declaration (expected 'type: {COMPONENT_TYPE}')")
+    try:
+        declaration = ModelDeclaration.model_validate(document.get("attributes") or {})
+    except ValidationError as exc:
+        raise DeclarationError(f"{path}: attributes.{_first_error(exc)}") from None
+    return DeclaredModel(check_model_name(path.parent.name), declaration, project_root)
+
+
+def default_defs_dir() -> Path:
+    """The package's own defs folder (ml_platform/defs)."""
+    return Path(__file__).resolve().parent / "defs"
+
+
+def declaration_files(defs_dir: Path) -> Iterator[Path]:
+    """Every `<model>/defs.yaml` under `defs_dir` whose type is ModelPipeline, in name order."""
+    for path in sorted(defs_dir.glob(f"*/{DEFS_FILE}")):
+        try:
+            document = yaml.safe_load(path.read_text())
+        except (OSError, yaml.YAMLError):
+            document = None
+        if isinstance(document, dict) and document.get("type") == COMPONENT_TYPE:
+            yield path
+
+
+def read_declarations(defs_dir: Path | None = None) -> list[DeclaredModel]:
+    """All declared models of a project, by name (the CLI's view; Dagster loads the same files)."""
+    defs_dir = defs_dir or default_defs_dir()
+    project_root = defs_dir.parent.parent
+    return [read_declaration(path, project_root) for path in declaration_files(defs_dir)]
+
+
+def declared_model_names(defs_dir: Path | None = None) -> list[str]:
+    return [path.parent.name for path in declaration_files(defs_dir or default_defs_dir())]
+
+
+def resolve_model_name(model: str | None, defs_dir: Path | None = None) -> str:
+    """`model` if given, else the only declared model; several or none is an error that says which."""
+    if model is not None:
+        return check_model_name(model)
+    names = declared_model_names(defs_dir)
+    if len(names) == 1:
+        return names[0]
+    where = defs_dir or default_defs_dir()
+    if not names:
+        raise DeclarationError(f"no model is declared in {where} (add one with `ml-platform new-model`)")
+    raise DeclarationError(f"several models are declared ({', '.join(names)}): choose one with --model NAME")

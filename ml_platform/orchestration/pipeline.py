@@ -1,0 +1,421 @@
+"""One declared model's pipeline: <model>/raw_data -> validated_data -> trained_model -> production_model.
+
+Each asset is thin: it reads its config (defaults: the declaration) and resources, calls into the
+domain packages, and turns the result into Dagster outputs, metadata and check results.
+"""
+
+from dataclasses import dataclass, replace
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+import dagster as dg
+import pandas as pd
+
+from ml_platform.data.sources import DataSourceError, DatasetSpec, SourceData, fingerprint_frame
+from ml_platform.data.validation import DataValidationError, ValidationPolicy, validate_frame
+from ml_platform.declaration import DeclaredModel
+from ml_platform.model.gate import GatePolicy, decide_promotion
+from ml_platform.model.provenance import code_digest, code_version, library_versions
+from ml_platform.model.registry import ModelRegistry, RegistryError
+from ml_platform.model.training import (
+    TrainingSettings,
+    evaluate,
+    known_classes,
+    split_holdout,
+    train_candidate,
+    training_identity,
+)
+from ml_platform.monitoring.checks import REFERENCE_FILE, build_reference
+from ml_platform.orchestration.config import config_class
+from ml_platform.orchestration.metadata import frame_table
+from ml_platform.orchestration.names import ACCURACY_CHECK, REGISTRY_POOL, SCHEMA_CHECK, ModelNames
+from ml_platform.orchestration.resources import DataSourceResource, ModelRegistryResource
+from ml_platform.paths import platform_home
+
+# Checks on trained_model that a candidate must have passed to be promoted.
+GATE_CHECKS = (ACCURACY_CHECK,)
+DECLARATION_METADATA = "ml_platform/declaration"
+
+# Transient read errors (OSError: network share, object store) are retried with backoff;
+# a DataSourceError (missing, empty, unparseable) is permanent and fails at once.
+EXTRACT_RETRY_POLICY = dg.RetryPolicy(
+    max_retries=3, delay=2, backoff=dg.Backoff.EXPONENTIAL, jitter=dg.Jitter.PLUS_MINUS
+)
+
+
+@dataclass(frozen=True)
+class CandidateModel:
+    """What trained_model hands to production_model: the version, its holdout, and the run whose
+    check results judge it."""
+
+    version: str
+    metrics: dict[str, float]
+    spec: DatasetSpec
+    holdout: pd.DataFrame
+    run_id: str
+    reused: bool = False  # an existing version trained on the same data, params and code
+
+
+def candidate_check_result(instance: dg.DagsterInstance, key: dg.AssetCheckKey, candidate: CandidateModel) -> bool | None:
+    """Did check `key` pass for this candidate, in the run that produced it? None: no result."""
+    for record in instance.event_log_storage.get_asset_check_execution_history(key, limit=100):
+        if record.run_id != candidate.run_id or record.event is None or record.event.dagster_event is None:
+            continue
+        evaluation = record.event.dagster_event.event_specific_data
+        if not isinstance(evaluation, dg.AssetCheckEvaluation):
+            return None  # planned but never ran
+        version = evaluation.metadata.get("model_version")
+        if version is not None and version.value == candidate.version:
+            return evaluation.passed
+    return None
+
+
+def registry_link(registry: ModelRegistry, version: str) -> dg.MetadataValue:
+    location = registry.location(version)
+    return dg.MetadataValue.path(location) if "://" not in location else dg.MetadataValue.url(location)
+
+
+def production_classes(registry: ModelRegistry) -> list[Any] | None:
+    """The classes the production model was trained on (None before the first model)."""
+    version = registry.alias("production")
+    return registry.get(version).metadata.get("classes") if version else None
+
+
+@dataclass(frozen=True)
+class PipelineAssets:
+    raw_data: dg.AssetsDefinition
+    validated_data: dg.AssetsDefinition
+    trained_model: dg.AssetsDefinition
+    production_model: dg.AssetsDefinition
+    # Each op's config with the declaration's values (what a scheduled run carries).
+    op_configs: dict[str, dg.Config]
+
+    @property
+    def assets(self) -> list[dg.AssetsDefinition]:
+        return [self.raw_data, self.validated_data, self.trained_model, self.production_model]
+
+
+def build_pipeline_assets(model: DeclaredModel) -> PipelineAssets:
+    names = ModelNames(model.name)
+    declaration = model.declaration
+    ValidationConfig = config_class("ValidationConfig", declaration.validation)
+    TrainingConfig = config_class("TrainingConfig", declaration.training, extra={"accuracy_check": declaration.checks.accuracy})
+    PromotionConfig = config_class("PromotionConfig", declaration.gate)
+    source_key = names.data_source
+
+    @dg.asset(
+        name="raw_data",
+        key_prefix=[model.name],
+        group_name=model.name,
+        retry_policy=EXTRACT_RETRY_POLICY,
+        kinds={"pandas"},
+        required_resource_keys={source_key},
+    )
+    def raw_data(context: dg.AssetExecutionContext) -> dg.Output[SourceData]:
+        """The rows extracted from the model's declared source, with its declared feature set."""
+        data_source: DataSourceResource = getattr(context.resources, source_key)
+        try:
+            source = data_source.load()
+        except (DataSourceError, ValueError) as exc:
+            raise dg.Failure(description=str(exc), allow_retries=False) from exc
+        frame = source.frame
+        fingerprint = fingerprint_frame(frame)
+        context.log.info(f"extracted {len(frame)} rows x {frame.shape[1]} columns from {data_source.describe()}")
+        return dg.Output(
+            replace(source, fingerprint=fingerprint),
+            data_version=dg.DataVersion(fingerprint),
+            metadata={
+                "source": data_source.describe(),
+                "dagster/row_count": len(frame),
+                "column_count": frame.shape[1],
+                "fingerprint": fingerprint,
+                "preview": frame_table(frame.head(5)),
+            },
+        )
+
+    @dg.asset(
+        name="validated_data",
+        key_prefix=[model.name],
+        group_name=model.name,
+        kinds={"pandera"},
+        ins={"raw_data": dg.AssetIn(key=names.raw_data)},
+        check_specs=[
+            dg.AssetCheckSpec(
+                SCHEMA_CHECK,
+                asset=names.validated_data,
+                blocking=True,
+                description="Every row conforms to the Pandera schema; warns when rows were quarantined.",
+            )
+        ],
+    )
+    def validated_data(
+        context: dg.AssetExecutionContext,
+        config: ValidationConfig,  # type: ignore[valid-type]
+        raw_data: SourceData,
+        model_registry: ModelRegistryResource,
+    ) -> Any:
+        """raw_data restricted to the declared features, with every Pandera check passed and every
+        label among the known classes."""
+        policy = ValidationPolicy(min_rows=config.min_rows, max_invalid_fraction=config.max_invalid_fraction)
+        known = None if config.allow_new_classes else production_classes(model_registry.registry(model.name))
+        try:
+            result = validate_frame(raw_data.frame, raw_data.spec, policy, production_classes=known)
+        except DataValidationError as exc:
+            raise dg.Failure(
+                description=str(exc),
+                metadata={"failure_count": len(exc.failures), "failures": frame_table(exc.failures, limit=200)},
+                allow_retries=False,
+            ) from exc
+
+        quarantine_metadata: dict[str, Any] = {}
+        if len(result.quarantined):
+            path = platform_home() / "quarantine" / model.name / f"{context.run.run_id}.csv"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            result.quarantined.to_csv(path, index_label="row")
+            quarantine_metadata = {
+                "quarantine_path": dg.MetadataValue.path(str(path)),
+                "quarantined": frame_table(result.quarantined, limit=50),
+            }
+            context.log.warning(f"quarantined {len(result.quarantined)} invalid rows to {path}")
+
+        fingerprint = fingerprint_frame(result.valid)
+        yield dg.Output(
+            replace(raw_data, frame=result.valid, fingerprint=fingerprint),
+            data_version=dg.DataVersion(fingerprint),
+            metadata={
+                "dagster/row_count": len(result.valid),
+                "fingerprint": fingerprint,
+                "quarantined_rows": len(result.quarantined),
+                "dropped_columns": ", ".join(result.dropped_columns) or "none",
+                "failures": frame_table(result.failures, limit=200),
+                **quarantine_metadata,
+            },
+        )
+        quarantined = len(result.quarantined)
+        yield dg.AssetCheckResult(
+            check_name=SCHEMA_CHECK,
+            passed=quarantined == 0,
+            severity=dg.AssetCheckSeverity.WARN,
+            description=(
+                "all rows passed the schema"
+                if quarantined == 0
+                else f"{quarantined} of {len(raw_data.frame)} rows failed the schema and were quarantined"
+            ),
+            metadata={
+                "rows_checked": len(raw_data.frame),
+                "quarantined_rows": quarantined,
+                "failure_count": len(result.failures),
+                "max_invalid_fraction": config.max_invalid_fraction,
+                "recommended_action": "Inspect the quarantined rows and fix the source data",
+            },
+        )
+
+    @dg.asset(
+        name="trained_model",
+        key_prefix=[model.name],
+        group_name=model.name,
+        kinds={"scikit-learn"},
+        ins={"validated_data": dg.AssetIn(key=names.validated_data)},
+        check_specs=[
+            dg.AssetCheckSpec(
+                ACCURACY_CHECK,
+                asset=names.trained_model,
+                blocking=True,
+                description=(
+                    "Holdout accuracy of the candidate is at least checks.accuracy.min_accuracy "
+                    f"({declaration.checks.accuracy.min_accuracy:.2f})."
+                ),
+            )
+        ],
+    )
+    def trained_model(
+        context: dg.AssetExecutionContext,
+        config: TrainingConfig,  # type: ignore[valid-type]
+        validated_data: SourceData,
+        model_registry: ModelRegistryResource,
+    ) -> Any:
+        """A candidate version in the model's registry, with its holdout metrics. Data, params and
+        code that an existing version was trained on register nothing new: that version is the candidate."""
+        settings = TrainingSettings(
+            estimator=config.estimator, params=config.params, holdout_fraction=config.holdout_fraction, seed=config.seed
+        )
+        frame = validated_data.frame
+        spec = replace(validated_data.spec, classes=known_classes(frame, validated_data.spec))
+        fingerprint = validated_data.fingerprint or fingerprint_frame(frame)
+        identity = training_identity(fingerprint, spec, settings, code_digest(), library_versions())
+        registry = model_registry.registry(model.name)
+
+        existing = registry.find_version("training_identity", identity)
+        if existing is not None:
+            try:
+                _, holdout = split_holdout(frame, spec.target, settings.holdout_fraction, settings.seed)
+            except ValueError as exc:
+                raise dg.Failure(description=f"trained_model: {exc}", allow_retries=False) from exc
+            version, sha256, metrics = existing.version, existing.sha256, existing.metrics
+            context.log.info(
+                f"nothing new registered: {version} was trained on this very data (fingerprint {fingerprint}) "
+                "with the same params and code"
+            )
+        else:
+            try:
+                candidate = train_candidate(frame, spec, settings)
+            except ValueError as exc:
+                raise dg.Failure(description=f"trained_model: {exc}", allow_retries=False) from exc
+            registered = registry.register(
+                candidate.pipeline,
+                {
+                    "model": model.name,
+                    "params": candidate.params,
+                    "metrics": candidate.metrics,
+                    "data_fingerprint": fingerprint,
+                    "row_count": len(frame),
+                    "train_rows": len(candidate.train),
+                    "holdout_rows": len(candidate.holdout),
+                    "features": spec.feature_names,
+                    "target": spec.target,
+                    "classes": list(spec.classes or ()),
+                    "code_version": code_version(),
+                    "code_digest": code_digest(),
+                    "library_versions": library_versions(),
+                    "training_identity": identity,
+                    "run_id": context.run.run_id,
+                    "data_source": validated_data.description,
+                },
+                # So monitoring can compare new data with the training data without keeping it.
+                attachments={REFERENCE_FILE: build_reference(candidate.train, spec, candidate.pipeline).to_json()},
+            )
+            version, sha256, metrics, holdout = registered.version, registered.sha256, candidate.metrics, candidate.holdout
+            context.log.info(f"registered {version}: {metrics}")
+            pruned = registry.prune(declaration.registry.keep_last)
+            if pruned:
+                context.log.info(f"retention (keep_last={declaration.registry.keep_last}) deleted {', '.join(pruned)}")
+        reused = existing is not None
+        yield dg.Output(
+            CandidateModel(version, metrics, spec, holdout, context.run.run_id, reused),
+            metadata={
+                "model_version": version,
+                "registered": not reused,
+                "training": (
+                    f"nothing new registered: {version} was trained on the same data, params and code"
+                    if reused else f"registered {version}"
+                ),
+                **{f"holdout_{k}": v for k, v in metrics.items()},
+                "params": dg.MetadataValue.json(settings.params or {}),
+                "sha256": sha256,
+                "model_card": dg.MetadataValue.md(registry.model_card(version)),
+                "model_card_path": registry_link(registry, version),
+            },
+        )
+        check = config.accuracy_check
+        accuracy, threshold = metrics["accuracy"], check.min_accuracy
+        passed = accuracy >= threshold
+        yield dg.AssetCheckResult(
+            check_name=ACCURACY_CHECK,
+            passed=passed,
+            severity=dg.AssetCheckSeverity.ERROR,
+            description=(
+                f"holdout accuracy {accuracy:.2%} meets the threshold {threshold:.2%}"
+                if passed
+                # The seed's alert wording.
+                else f"Model accuracy dropped to {accuracy:.2%} (threshold: {threshold:.2%})"
+            ),
+            metadata={
+                "accuracy": accuracy,
+                "threshold": threshold,
+                "model_version": version,
+                "alert_severity": check.severity,
+                "recommended_action": "Consider retraining model with more recent data",
+            },
+        )
+
+    freshness = declaration.checks.freshness
+
+    @dg.asset(
+        name="production_model",
+        key_prefix=[model.name],
+        group_name=model.name,
+        kinds={"scikit-learn"},
+        ins={"trained_model": dg.AssetIn(key=names.trained_model)},
+        pool=REGISTRY_POOL,
+        freshness_policy=dg.FreshnessPolicy.time_window(
+            fail_window=timedelta(hours=freshness.fail_hours), warn_window=timedelta(hours=freshness.warn_hours)
+        ),
+        metadata={DECLARATION_METADATA: dg.MetadataValue.json(declaration.model_dump(mode="json"))},
+    )
+    def production_model(
+        context: dg.AssetExecutionContext,
+        config: PromotionConfig,  # type: ignore[valid-type]
+        trained_model: CandidateModel,
+        model_registry: ModelRegistryResource,
+    ) -> dg.Output[dict[str, Any]]:
+        """The champion. The candidate replaces it only through the promotion gate."""
+        registry = model_registry.registry(model.name)
+        candidate = trained_model
+        # The gate reads its own candidate's check results, from the run that produced it: a
+        # run of this asset alone cannot promote a candidate whose checks failed or never ran.
+        check_results = {
+            name: candidate_check_result(context.instance, dg.AssetCheckKey(names.trained_model, name), candidate)
+            for name in GATE_CHECKS
+        }
+
+        champion = registry.alias("production")
+        champion_metrics: dict[str, float] | None = None
+        features_match = True
+        if champion is not None and champion != candidate.version:
+            features_match = registry.get(champion).features == candidate.spec.feature_names
+            if features_match:
+                try:
+                    champion_metrics = evaluate(registry.load(champion), candidate.holdout, candidate.spec)
+                except RegistryError as exc:
+                    context.log.warning(f"champion {champion} cannot be loaded, so cannot be compared: {exc}")
+
+        decision = decide_promotion(
+            candidate_version=candidate.version,
+            check_results=check_results,
+            candidate_metrics=candidate.metrics,
+            champion_version=champion,
+            champion_metrics_on_candidate_holdout=champion_metrics,
+            features_match=features_match,
+            policy=GatePolicy(config.metric, config.tolerance, config.allow_feature_change),
+            demoted_by=registry.demotion(candidate.version) if candidate.reused else None,
+        )
+        if decision.promote:
+            registry.set_alias(
+                "production", candidate.version, reason=decision.reason, run_id=context.run.run_id,
+                metrics=candidate.metrics,
+            )
+            context.log.info(f"promoted {candidate.version}: {decision.reason}")
+        else:
+            context.log.warning(f"kept {champion or 'no model'} in production: {decision.reason}")
+
+        current = registry.alias("production")
+        current_metrics = registry.get(current).metrics if current else {}
+        card = {"model_card": registry_link(registry, current)} if current else {}
+        return dg.Output(
+            {
+                "version": current,
+                "candidate": candidate.version,
+                "promoted": decision.promote,
+                "reason": decision.reason,
+                "decided_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            },
+            metadata={
+                "production_version": current or "none",
+                "candidate_version": candidate.version,
+                "promoted": decision.promote,
+                "decision": decision.reason,
+                "checks": dg.MetadataValue.json(dict(check_results)),
+                "champion_on_candidate_holdout": dg.MetadataValue.json(champion_metrics or {}),
+                **{f"production_{k}": v for k, v in current_metrics.items()},
+                **card,
+            },
+        )
+
+    return PipelineAssets(
+        raw_data, validated_data, trained_model, production_model,
+        op_configs={
+            validated_data.op.name: ValidationConfig(),
+            trained_model.op.name: TrainingConfig(),
+            production_model.op.name: PromotionConfig(),
+        },
+    )

@@ -1,0 +1,133 @@
+"""Writing a model's declaration: the commented template (`dg scaffold defs ml_platform.ModelPipeline
+NAME`) and a declaration inferred from a data file (`ml-platform new-model NAME --csv PATH`).
+No Dagster import."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+import yaml
+
+from ml_platform.declaration import COMPONENT_TYPE, DEFS_FILE, DeclarationError, check_model_name
+
+# At most this many distinct labels: ml_platform trains classifiers.
+MAX_CLASSES = 50
+
+DEFAULT_SOURCE = """\
+  source:
+    kind: bundled              # bundled | synthetic | csv | parquet
+    # path: data/my_data.csv   # csv / parquet: relative to the project root, or absolute
+    target: target             # the label column
+    # features: [a, b, c]      # csv / parquet: numeric feature columns (default: every column but the target)
+    # classes: [0, 1]          # default: the labels seen at the first training
+"""
+
+TEMPLATE = """\
+# One model, declared once. Its assets, jobs, schedules, checks, alerts and the `ml-platform`
+# command line all read this file. Every key is optional; past `source`, the values shown are
+# the defaults (the seed's). Check it with `dg check defs`; run it with
+#   dagster asset materialize -m ml_platform --select 'group:{name}'
+type: {type}
+attributes:
+  description: {description}
+{source}  validation:
+    min_rows: 50
+    max_invalid_fraction: 0.0  # above 0: invalid rows up to this share are quarantined, not fatal
+    allow_new_classes: false   # a label the production model never saw fails validation
+  training:
+    estimator: logistic_regression   # logistic_regression | random_forest | gradient_boosting
+    params: {{}}                       # the estimator's hyper-parameters, e.g. {{C: 0.5}}
+    holdout_fraction: 0.2
+    seed: 42
+  gate:
+    metric: accuracy           # accuracy | precision | recall | f1 | roc_auc
+    tolerance: 0.0             # how much worse than the champion (same holdout) may still promote
+    allow_feature_change: false
+  checks:                      # thresholds and alert severities (HIGH | MEDIUM | LOW)
+    accuracy: {{min_accuracy: 0.70, severity: HIGH}}             # candidate, holdout: blocks promotion
+    production_accuracy: {{min_accuracy: 0.70, severity: HIGH}}  # production model, new labelled data
+    data_drift: {{psi_threshold: 0.20, drift_share: 0.5, severity: MEDIUM}}
+    prediction_drift: {{psi_threshold: 0.20, severity: MEDIUM}}
+    run_time: {{max_seconds: 300, severity: LOW}}
+    freshness: {{warn_hours: 25, fail_hours: 49}}
+  schedules:
+    timezone: UTC
+    retrain: {{cron: "0 2 * * *", enabled: true}}
+    monitoring: {{cron: "0 * * * *", enabled: true}}   # every 6 hours: "0 */6 * * *"
+  alerts:
+    routes: {{}}                 # this model's overrides, e.g. {{HIGH: [log, jsonl, pagerduty]}}
+  registry:
+    keep_last: 20              # versions kept; an aliased version is never deleted
+"""
+
+
+def declaration_yaml(name: str, source: str = DEFAULT_SOURCE, description: str = "") -> str:
+    check_model_name(name)
+    return TEMPLATE.format(name=name, type=COMPONENT_TYPE, source=source, description=_yaml_scalar(description))
+
+
+def _yaml_list(values: list[object]) -> str:
+    """A flow-style YAML list that reads back as `values` (`no` stays the text "no", not false)."""
+    return yaml.safe_dump(values, default_flow_style=True, width=10_000).strip()
+
+
+def _yaml_scalar(value: object) -> str:
+    return _yaml_list([value])[1:-1]
+
+
+def inferred_source(path: Path, kind: str, target: str, project_root: Path) -> tuple[str, str]:
+    """The `source:` block for a data file, and a one-line summary for the user.
+
+    Numeric columns become the features; other columns are left out (listed in a comment);
+    the target's distinct values become the classes, for the user to review."""
+    source = f"{kind}:{path}"
+    try:
+        frame = pd.read_csv(path) if kind == "csv" else pd.read_parquet(path)
+    except FileNotFoundError:
+        raise DeclarationError(f"{source}: file not found") from None
+    except Exception as exc:  # noqa: BLE001 - any parser failure, named
+        raise DeclarationError(f"{source}: unreadable ({type(exc).__name__}: {exc})") from None
+    if target not in frame.columns:
+        raise DeclarationError(f"{source}: no column {target!r}; columns are {list(frame.columns)}")
+    labels = frame[target].dropna()
+    classes = sorted(labels.unique().tolist(), key=str)
+    if len(classes) < 2:
+        raise DeclarationError(f"{source}: target {target!r} has {len(classes)} distinct value(s); a classifier needs two or more")
+    if len(classes) > MAX_CLASSES:
+        raise DeclarationError(
+            f"{source}: target {target!r} has {len(classes)} distinct values; ml_platform trains classifiers "
+            f"(at most {MAX_CLASSES} classes)"
+        )
+    columns = [c for c in frame.columns if c != target]
+    numeric = [c for c in columns if pd.api.types.is_numeric_dtype(frame[c])]
+    left_out = [c for c in columns if c not in numeric]
+    resolved = path.resolve()
+    shown = resolved.relative_to(project_root.resolve()) if resolved.is_relative_to(project_root.resolve()) else resolved
+    lines = [
+        "  source:",
+        f"    kind: {kind}",
+        f"    path: {_yaml_scalar(shown.as_posix())}",
+        f"    target: {_yaml_scalar(target)}",
+        f"    classes: {_yaml_list(classes)}   # found in the file ({labels.size} labelled rows)",
+        "    features:                # inferred: the numeric columns (review)",
+        *(f"      - {_yaml_scalar(c)}   # {frame[c].dtype}" for c in numeric),
+    ]
+    if left_out:
+        lines.append("    # left out, not numeric: " + ", ".join(f"{c} ({frame[c].dtype})" for c in left_out))
+    if not numeric:
+        raise DeclarationError(f"{source}: no numeric column besides the target; columns are {columns}")
+    summary = (
+        f"{len(frame)} rows; target {target!r} with classes {classes}; {len(numeric)} numeric feature(s)"
+        + (f"; left out (not numeric): {', '.join(left_out)}" if left_out else "")
+    )
+    return "\n".join(lines) + "\n", summary
+
+
+def write_declaration(defs_dir: Path, name: str, text: str, overwrite: bool = False) -> Path:
+    path = defs_dir / name / DEFS_FILE
+    if path.exists() and not overwrite:
+        raise DeclarationError(f"{path} exists already (pass --force to replace it)")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+    return path
