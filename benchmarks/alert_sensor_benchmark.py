@@ -6,10 +6,15 @@ Target (product issue): at most 1 s per tick in the steady state (few new evalua
 
 A temporary DAGSTER_HOME gets a copy of dagster_home/dagster.yaml (ConsolidatedSqliteEventLogStorage),
 and the instance is `dg.DagsterInstance.get()`. The event log is filled with ASSET_CHECK_EVALUATION
-events for the platform's real check keys (monitoring.ALL_CHECK_KEYS): one evaluation per check per
-run, a share of them failed, small metadata with "model_version" (and "alert_severity" for the
-monitoring checks, as they carry it). The alerting resource routes to a JSONL file and the log channel
-only (no network); every repetition gets a fresh outbox and a fresh JSONL file.
+events for the shipped model's real check keys (`ModelNames("breast_cancer").all_check_keys`:
+breast_cancer/validated_data pandera_schema, data_drift, prediction_drift, production_model_accuracy;
+breast_cancer/trained_model accuracy_above_threshold; breast_cancer/production_model pipeline_run_time),
+one evaluation per check per run (a `dagster asset materialize --select '*'` run evaluates all six),
+a share of them failed, small metadata with "model_version" and, for the checks that carry it, the
+"alert_severity" declared in ml_platform/defs/breast_cancer/defs.yaml. The sensor is the platform's
+own, `build_alert_sensors(model_routes)[0]`, with the declared models' routing overrides. The
+alerting resource routes to a JSONL file and the log channel only (no network); every repetition
+gets a fresh outbox and a fresh JSONL file.
 
 Scenarios (medians over --repeat, time.perf_counter, the real sensor invoked through
 `dg.build_sensor_context`, exactly like ml_platform_tests/test_sensors.py):
@@ -52,6 +57,8 @@ REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "benchmarks" / "results" / "alert_sensor.json"
 TARGET_SECONDS = 1.0
 STEADY_NEW_EVALUATIONS = 10
+MODEL = "breast_cancer"  # the shipped model, whose check keys fill the event log
+JOB_NAME = "__ASSET_JOB"  # the job of `dagster asset materialize --select '*'`, which evaluates all six checks
 
 
 # -- arguments and instance ----------------------------------------------------------------------
@@ -104,37 +111,55 @@ def _imports() -> None:
 
 
 def check_profiles() -> list[dict[str, Any]]:
-    """The platform's checks: key, Dagster severity, configured alert severity, realistic descriptions."""
-    from ml_platform.orchestration import monitoring as m
-    from ml_platform.orchestration.assets import ACCURACY_CHECK, SCHEMA_CHECK
+    """The shipped model's checks: key, Dagster severity, declared alert severity, realistic descriptions."""
+    from ml_platform.declaration import read_declarations
+    from ml_platform.orchestration import names as n
 
+    declared = {m.name: m for m in read_declarations()}[MODEL].declaration.checks
+    # The checks whose results carry "alert_severity" (pipeline.py, monitoring.py); the schema check does not.
     configured = {
-        m.DATA_DRIFT: m.DriftCheckConfig().alert_severity,
-        m.PREDICTION_DRIFT: m.PredictionDriftCheckConfig().alert_severity,
-        m.PRODUCTION_ACCURACY: m.ProductionAccuracyCheckConfig().alert_severity,
-        m.RUN_TIME: m.RunTimeCheckConfig().alert_severity,
+        n.ACCURACY_CHECK: declared.accuracy.severity,
+        n.DATA_DRIFT: declared.data_drift.severity,
+        n.PREDICTION_DRIFT: declared.prediction_drift.severity,
+        n.PRODUCTION_ACCURACY: declared.production_accuracy.severity,
+        n.RUN_TIME: declared.run_time.severity,
     }
     texts = {
-        SCHEMA_CHECK: ("all rows conform to the schema", "12 rows failed the Pandera schema and were quarantined"),
-        ACCURACY_CHECK: ("holdout accuracy 93.10% meets the threshold 70.00%",
-                         "Model accuracy dropped to 61.25% (threshold: 70.00%)"),
-        m.DATA_DRIFT: ("no drift: max PSI 0.041 <= 0.20",
+        n.SCHEMA_CHECK: ("all rows passed the schema", "12 of 569 rows failed the schema and were quarantined"),
+        n.ACCURACY_CHECK: ("holdout accuracy 93.10% meets the threshold 70.00%",
+                           "Model accuracy dropped to 61.25% (threshold: 70.00%)"),
+        n.DATA_DRIFT: ("no drift: max PSI 0.041 <= 0.20",
                        "Data drift detected: 3 of 8 features drifted, max PSI 0.47 (threshold: 0.20); drifted: a, b, c"),
-        m.PREDICTION_DRIFT: ("no prediction drift: PSI 0.02", "Prediction drift: PSI 0.31 (threshold: 0.20)"),
-        m.PRODUCTION_ACCURACY: ("production accuracy 91.4%", "Production model accuracy 58.0% below 70.0%"),
-        m.RUN_TIME: ("last pipeline run took 41 s", "last pipeline run took 1,312 s (max 600 s)"),
+        n.PREDICTION_DRIFT: ("no prediction drift: PSI 0.02", "Prediction drift: PSI 0.31 (threshold: 0.20)"),
+        n.PRODUCTION_ACCURACY: ("production accuracy 91.4%", "Production model accuracy 58.0% below 70.0%"),
+        n.RUN_TIME: ("last pipeline run took 41s (threshold: 300s)", "Pipeline took 1312s (threshold: 300s)"),
+    }
+    # The step that evaluates each check in a real run (the op of its asset, the multi-check, or the check).
+    steps = {
+        n.SCHEMA_CHECK: f"{MODEL}__validated_data",
+        n.ACCURACY_CHECK: f"{MODEL}__trained_model",
+        **{name: f"{MODEL}_monitoring_checks" for name in n.MONITORING_CHECKS},
+        n.RUN_TIME: f"{MODEL}__production_model_{n.RUN_TIME}",
     }
     profiles = []
-    for key in m.ALL_CHECK_KEYS:
+    for key in n.ModelNames(MODEL).all_check_keys:
         profiles.append({
+            "step_key": steps[key.name],
             "asset_key": key.asset_key,
             "check_name": key.name,
-            "severity": dg.AssetCheckSeverity.ERROR if key.name == ACCURACY_CHECK else dg.AssetCheckSeverity.WARN,
+            "severity": dg.AssetCheckSeverity.ERROR if key.name == n.ACCURACY_CHECK else dg.AssetCheckSeverity.WARN,
             "alert_severity": configured.get(key.name),
             "passed_text": texts[key.name][0],
             "failed_text": texts[key.name][1],
         })
     return profiles
+
+
+def model_routes() -> dict[str, dict[str, list[str]]]:
+    """The declared models' alert routing overrides, as build_platform_definitions passes them."""
+    from ml_platform.declaration import read_declarations
+
+    return {m.name: dict(m.declaration.alerts.routes) for m in read_declarations() if m.declaration.alerts.routes}
 
 
 def build_entries(n: int, failed_share: float, runs_per_version: int, seed: int) -> list[Any]:
@@ -166,16 +191,16 @@ def build_entries(n: int, failed_share: float, runs_per_version: int, seed: int)
             asset_key=p["asset_key"], check_name=p["check_name"], passed=passed, metadata=metadata,
             severity=p["severity"], description=p["passed_text"] if passed else p["failed_text"], blocking=True,
         )
-        step_key = p["asset_key"].to_python_identifier()
+        step_key = p["step_key"]
         event = DagsterEvent(
-            event_type_value=DagsterEventType.ASSET_CHECK_EVALUATION.value, job_name="ml_pipeline",
+            event_type_value=DagsterEventType.ASSET_CHECK_EVALUATION.value, job_name=JOB_NAME,
             event_specific_data=evaluation, step_key=step_key,
             message=f"Asset check '{p['check_name']}' on '{p['asset_key'].to_user_string()}' "
                     f"{'succeeded' if passed else 'failed'}",
         )
         entries.append(EventLogEntry(
             error_info=None, level=logging.INFO, user_message="", run_id=run_id,
-            timestamp=start + run * 60 + slot, step_key=step_key, job_name="ml_pipeline", dagster_event=event,
+            timestamp=start + run * 60 + slot, step_key=step_key, job_name=JOB_NAME, dagster_event=event,
         ))
     return entries
 
@@ -264,11 +289,19 @@ class Workspace:
         return resource, outbox, jsonl
 
 
-def tick(instance: Any, cursor: str | None, resource: Any) -> tuple[str | None, str]:
-    from ml_platform.orchestration.sensors import check_alert_sensor
+@functools.cache
+def check_alert_sensor() -> Any:
+    """The platform's check_alert_sensor, built once, as build_platform_definitions builds it."""
+    from ml_platform.orchestration.sensors import build_alert_sensors
 
+    sensor, _run_failure_sensor = build_alert_sensors(model_routes())
+    assert sensor.name == "check_alert_sensor", sensor.name
+    return sensor
+
+
+def tick(instance: Any, cursor: str | None, resource: Any) -> tuple[str | None, str]:
     with dg.build_sensor_context(instance=instance, cursor=cursor, resources={"alerting": resource}) as context:
-        result = check_alert_sensor(context)
+        result = check_alert_sensor()(context)
         return context.cursor, getattr(result, "skip_message", str(result))
 
 

@@ -48,10 +48,14 @@ def _group_alive(group: int) -> bool:
 class DagsterDev:
     """Starts `dagster dev` and waits until the webserver answers; stops the whole process group."""
 
-    def __init__(self, dagster_home: Path, env: dict[str, str], log_path: Path) -> None:
+    def __init__(
+        self, dagster_home: Path, env: dict[str, str], log_path: Path, module: str = "ml_platform", cwd: Path = REPO_ROOT
+    ) -> None:
         self.port = free_port()
         self.env = {**os.environ, **env, "DAGSTER_HOME": str(dagster_home)}
         self.log_path = log_path
+        self.module = module
+        self.cwd = cwd
         self.process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -61,8 +65,8 @@ class DagsterDev:
     def start(self, timeout: float = 120.0) -> DagsterDev:
         log = self.log_path.open("wb")
         self.process = subprocess.Popen(
-            [str(BIN / "dagster"), "dev", "-m", "ml_platform", "-h", "127.0.0.1", "-p", str(self.port)],
-            cwd=REPO_ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+            [str(BIN / "dagster"), "dev", "-m", self.module, "-h", "127.0.0.1", "-p", str(self.port)],
+            cwd=self.cwd, env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
         )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -96,9 +100,15 @@ class DagsterDev:
     ) -> subprocess.CompletedProcess[str]:
         """The CLI, against the same instance, as a user would run it beside `dagster dev`."""
         return subprocess.run(
-            [str(BIN / "dagster"), "asset", "materialize", "-m", "ml_platform", *args],
-            cwd=REPO_ROOT, env={**self.env, **(env or {})}, capture_output=True, text=True, timeout=timeout,
+            [str(BIN / "dagster"), "asset", "materialize", "-m", self.module, *args],
+            cwd=self.cwd, env={**self.env, **(env or {})}, capture_output=True, text=True, timeout=timeout,
         )
+
+    def launch(self, job_name: str, run_config: dict | None = None) -> str:
+        """Submit a run as the UI's Launchpad does (GraphQL), to the instance's run queue."""
+        from dagster_graphql import DagsterGraphQLClient
+
+        return DagsterGraphQLClient("127.0.0.1", port_number=self.port).submit_job_execution(job_name, run_config=run_config)
 
     def __enter__(self) -> DagsterDev:
         return self.start()

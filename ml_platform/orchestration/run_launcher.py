@@ -69,13 +69,13 @@ class LocalRunLauncher(DefaultRunLauncher):
         if host is not None and host != socket.gethostname():
             return CheckRunHealthResult(WorkerStatus.RUNNING, f"run worker on host {host}; not checked from here")
         starts = self._instance.all_logs(run.run_id, of_type=DagsterEventType.RUN_START)
-        if not starts or starts[-1].pid is None:
+        pid = starts[-1].dagster_event.pid if starts and starts[-1].dagster_event else None
+        if pid is None:
             return CheckRunHealthResult(WorkerStatus.RUNNING, "run not started yet")
-        start = starts[-1]
-        started_at = process_started_at(start.pid)
-        # A process that started after the run did reuses the dead worker's pid.
-        if started_at is None or started_at > start.timestamp + 1.0:
+        started_at = process_started_at(pid)
+        # A process that started after the run did has reused the dead worker's pid.
+        if started_at is None or started_at > starts[-1].timestamp + 1.0:
             return CheckRunHealthResult(
-                WorkerStatus.FAILED, f"the run's worker process (pid {start.pid}) on {socket.gethostname()} has exited"
+                WorkerStatus.FAILED, f"the run's worker process (pid {pid}) on {socket.gethostname()} has exited"
             )
-        return CheckRunHealthResult(WorkerStatus.RUNNING, f"worker pid {start.pid} is alive")
+        return CheckRunHealthResult(WorkerStatus.RUNNING, f"worker pid {pid} is alive")
