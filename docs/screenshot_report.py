@@ -1,10 +1,10 @@
 """Screenshot the monitoring report as the Dagster UI shows it (headless Chromium).
 
-Needs a running `dagster dev` with a materialized `monitoring_report`, Debian's chromium
+Needs a running `dagster dev` with a materialized `<model>/monitoring_report`, Debian's chromium
 (`apt-get install chromium`) and playwright in the venv (`pip install playwright`; its own
 browser download is not needed). Used to check the report in a real browser:
 
-    python docs/screenshot_report.py http://127.0.0.1:3000 docs/monitoring_report
+    python docs/screenshot_report.py http://127.0.0.1:3000 breast_cancer docs/monitoring_report
 """
 
 import sys
@@ -18,11 +18,11 @@ CHROMIUM_FLAGS = [
 ]
 
 
-def main(base_url: str, prefix: str) -> None:
+def main(base_url: str, model: str, prefix: str) -> None:
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_FLAGS)
         page = browser.new_page(viewport={"width": 1400, "height": 1000})
-        page.goto(f"{base_url}/assets/monitoring_report", wait_until="networkidle")
+        page.goto(f"{base_url}/assets/{model}/monitoring_report", wait_until="networkidle")
         time.sleep(3)
         if page.locator("button:has-text('Skip')").count():  # the first-visit community dialog
             page.locator("button:has-text('Skip')").first.click()
@@ -40,4 +40,4 @@ def main(base_url: str, prefix: str) -> None:
 
 
 if __name__ == "__main__":
-    main(sys.argv[1], sys.argv[2])
+    main(sys.argv[1], sys.argv[2], sys.argv[3])

@@ -66,9 +66,6 @@ class ModelNames:
     def rollback_job(self) -> str:
         return f"{self.model}_rollback"
 
-    def check_key(self, asset: dg.AssetKey, check: str) -> dg.AssetCheckKey:
-        return dg.AssetCheckKey(asset, check)
-
     @property
     def all_check_keys(self) -> list[dg.AssetCheckKey]:
         return [
