@@ -23,7 +23,12 @@ REFERENCE_FILE = "drift_reference.json"
 
 
 class NotEvaluated(Exception):
-    """A check could not evaluate; the message says why, in the project's words."""
+    """A check could not evaluate; the message says why, in the project's words. `expected`:
+    the normal state of things (no production model before the first training), not a problem."""
+
+    def __init__(self, reason: str, expected: bool = False) -> None:
+        super().__init__(reason)
+        self.expected = expected
 
 
 @dataclass(frozen=True)

@@ -51,7 +51,7 @@ from ml_platform.orchestration.names import (
 from ml_platform.orchestration.resources import ModelRegistryResource
 
 # "No production model yet" is the normal state before the first training: log it, page nobody.
-NO_MODEL_YET_SEVERITY = "LOW"
+EXPECTED_SEVERITY = "LOW"
 
 
 def _result(check: str, asset: dg.AssetKey, outcome: CheckOutcome, severity: str, **metadata: Any) -> dg.AssetCheckResult:
@@ -98,7 +98,7 @@ def load_production(registry: ModelRegistry, data: SourceData) -> ProductionMode
     """The production model and its drift reference, or NotEvaluated saying why not."""
     version = registry.alias("production")
     if version is None:
-        raise NotEvaluated("no production model yet")
+        raise NotEvaluated("no production model yet", expected=True)
     require_same_features(version, registry.get(version).features, data.spec)
     raw = registry.attachment(version, REFERENCE_FILE)
     if raw is None:
@@ -148,9 +148,8 @@ def build_monitoring(model: DeclaredModel) -> MonitoringDefinitions:
         try:
             production = load_production(model_registry.registry(model.name), validated_data)
         except NotEvaluated as exc:
-            no_model = str(exc) == "no production model yet"
             for check in MONITORING_CHECKS:
-                yield _not_evaluated(check, asset, str(exc), NO_MODEL_YET_SEVERITY if no_model else severities[check])
+                yield _not_evaluated(check, asset, str(exc), EXPECTED_SEVERITY if exc.expected else severities[check])
             return
 
         frame, spec = validated_data.frame, validated_data.spec
@@ -201,7 +200,7 @@ def build_monitoring(model: DeclaredModel) -> MonitoringDefinitions:
     def pipeline_run_time(context: dg.AssetCheckExecutionContext, config: RunTimeConfig) -> dg.AssetCheckResult:  # type: ignore[valid-type]
         last = last_pipeline_run_seconds(context.instance, names, context.run.run_id)
         if last is None:
-            return _not_evaluated(RUN_TIME, names.production_model, "no finished pipeline run yet", NO_MODEL_YET_SEVERITY)
+            return _not_evaluated(RUN_TIME, names.production_model, "no finished pipeline run yet", EXPECTED_SEVERITY)
         run_id, seconds = last
         passed = seconds <= config.max_seconds
         outcome = CheckOutcome(

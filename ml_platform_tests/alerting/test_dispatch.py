@@ -94,6 +94,21 @@ def test_routes_send_each_severity_to_its_channels(tmp_path: Path, clock: Clock,
     }
 
 
+def test_a_models_routes_override_some_severities_for_its_alerts_only(tmp_path: Path, clock: Clock, channels: dict) -> None:
+    d = make(tmp_path, clock, channels, model_routes={"churn": {"HIGH": ["log"]}})
+    d.submit([alert(event=1, model="churn", asset="churn/trained_model"), alert(event=2, model="fraud", asset="fraud/trained_model"),
+              alert("data_drift", Severity.MEDIUM, event=3, model="churn", asset="churn/validated_data")])
+    d.deliver_due()
+    sent = {name: sorted(a.asset for batch in c.sent for a in batch) for name, c in channels.items()}
+    # churn's HIGH goes to the log only; its MEDIUM, and fraud's HIGH, follow the platform's routes.
+    assert sent == {
+        "pagerduty": ["fraud/trained_model"], "slack": ["churn/validated_data", "fraud/trained_model"],
+        "email": ["fraud/trained_model"], "log": ["churn/trained_model"],
+    }
+    with pytest.raises(ValueError, match=r"alert routes: model 'churn': HIGH routes to unknown channel\(s\) \['pager'\]"):
+        make(tmp_path, clock, channels, model_routes={"churn": {"HIGH": ["pager"]}})
+
+
 def test_route_configuration_is_validated(tmp_path: Path, channels: dict) -> None:
     outbox = AlertOutbox(tmp_path / "a.db")
     with pytest.raises(ValueError, match=r"HIGH routes to unknown channel\(s\) \['pager'\]; configured channels: \['email', 'log', 'pagerduty', 'slack'\]"):

@@ -1,0 +1,50 @@
+"""Reading declarations without Dagster: names, files, defaults, the one-model default."""
+
+from pathlib import Path
+
+import pytest
+
+from ml_platform.declaration import (
+    DeclarationError,
+    ModelDeclaration,
+    declared_model_names,
+    read_declarations,
+    resolve_model_name,
+)
+from ml_platform.scaffold import declaration_yaml
+
+
+def defs_with(tmp_path: Path, **files: str) -> Path:
+    defs = tmp_path / "pkg" / "defs"
+    for name, text in files.items():
+        (defs / name).mkdir(parents=True)
+        (defs / name / "defs.yaml").write_text(text)
+    return defs
+
+
+def test_only_model_pipeline_declarations_count_and_they_come_in_name_order(tmp_path: Path) -> None:
+    defs = defs_with(
+        tmp_path, zeta=declaration_yaml("zeta"), alpha=declaration_yaml("alpha"),
+        other="type: dagster.DefsFolderComponent\n", broken="type: [unclosed\n",
+    )
+    assert declared_model_names(defs) == ["alpha", "zeta"]
+    assert [m.name for m in read_declarations(defs)] == ["alpha", "zeta"]
+    assert all(m.project_root == tmp_path and m.declaration == ModelDeclaration() for m in read_declarations(defs))
+
+
+def test_the_model_defaults_to_the_only_one_and_several_must_be_named(tmp_path: Path) -> None:
+    one = defs_with(tmp_path / "one", churn=declaration_yaml("churn"))
+    assert resolve_model_name(None, one) == "churn"
+    assert resolve_model_name("fraud", one) == "fraud"  # named explicitly: used as given
+    two = defs_with(tmp_path / "two", churn=declaration_yaml("churn"), fraud=declaration_yaml("fraud"))
+    with pytest.raises(DeclarationError, match=r"several models are declared \(churn, fraud\): choose one with --model NAME"):
+        resolve_model_name(None, two)
+    with pytest.raises(DeclarationError, match="no model is declared in"):
+        resolve_model_name(None, tmp_path / "empty")
+
+
+def test_the_shipped_project_declares_the_breast_cancer_model() -> None:
+    [model] = read_declarations()
+    assert model.name == "breast_cancer" and model.declaration.source.kind == "bundled"
+    assert model.declaration.source.classes == [0, 1]
+    assert model.declaration.checks.accuracy.min_accuracy == 0.70 and model.declaration.schedules.retrain.cron == "0 2 * * *"
