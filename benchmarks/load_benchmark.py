@@ -25,7 +25,9 @@ each, after one untimed warm-up of each. Reported: median and min wall time of e
 ratio of medians ten/one of the full load (the target); (b) full minus the baseline's median,
 per project, the building cost alone, with its ratio and the cost per extra model. Each child
 also times its own phases (import, defs() = load_from_defs_folder + build, validate_loadable)
-with perf_counter and prints them, for where the time goes; medians of those are reported too.
+with perf_counter and prints them, and the parent adds start-up (spawn until the script's first
+line) and teardown (its last line until the process is reaped: interpreter shutdown), for where
+the time goes; medians of those are reported too.
 The child checks that it built 5 assets per model and the expected jobs; a failed measurement
 (non-zero exit, wrong counts, timeout) is reported with its output and the script exits 1.
 
@@ -120,9 +122,10 @@ OTHER_MODELS: dict[str, dict[str, Any]] = {
     },
 }
 
-# What each child runs. {package} and {models} are filled in; the child prints one JSON line.
+# What each full-load child runs ({package}, {assets}, {jobs} are filled in); it prints one JSON line.
 FULL_LOAD = """\
 import time
+started_at = time.time()
 t0 = time.perf_counter()
 import dagster as dg
 import {package}.definitions as d
@@ -140,7 +143,8 @@ assert len(jobs) == {jobs}, f"{{len(jobs)}} jobs, expected {jobs}: {{sorted(jobs
 import json
 print(json.dumps({{"models": models, "assets": len(keys), "jobs": len(jobs),
                   "schedules": len(repo.schedule_defs), "sensors": len(repo.sensor_defs),
-                  "phases_s": {{"import": t1 - t0, "defs()": t2 - t1, "validate_loadable": t3 - t2}}}}))
+                  "phases_s": {{"import": t1 - t0, "defs()": t2 - t1, "validate_loadable": t3 - t2}},
+                  "started_at": started_at, "finished_at": time.time()}}), flush=True)
 """
 IMPORT_ONLY = "import ml_platform.definitions"
 
@@ -190,6 +194,7 @@ def run_measured(command: Command, timeout: float, scratch: Path) -> Measurement
     """Run the command in a fresh interpreter, timed from outside; raise MeasurementFailed on error."""
     log = scratch / f"{command.label}.log"
     with log.open("wb") as out:
+        spawned_at = time.time()
         start = time.perf_counter()
         proc = subprocess.Popen([sys.executable, "-c", command.code], cwd=scratch, env=command.env,
                                 stdout=out, stderr=subprocess.STDOUT)
@@ -204,6 +209,7 @@ def run_measured(command: Command, timeout: float, scratch: Path) -> Measurement
                 break
             time.sleep(0.002)
         wall = time.perf_counter() - start
+        reaped_at = time.time()
     code = os.waitstatus_to_exitcode(status)
     proc.returncode = code  # reaped by wait4; keep Popen from waiting again
     text = log.read_text(errors="replace")
@@ -217,6 +223,11 @@ def run_measured(command: Command, timeout: float, scratch: Path) -> Measurement
         child = json.loads(lines[-1])
         if len(child["models"]) != command.models:
             raise MeasurementFailed(f"{command.label}: built {len(child['models'])} models, expected {command.models}")
+        # Outside the script's own timers (wall clock, parent and child): interpreter start-up
+        # until the script's first line, and from its last line until the process was reaped
+        # (interpreter shutdown: module teardown and the final garbage collection).
+        child["phases_s"] = {"startup": child["started_at"] - spawned_at, **child["phases_s"],
+                             "teardown": reaped_at - child["finished_at"]}
     return Measurement(command.label, round(wall, 4), round(usage.ru_maxrss / 1024, 1),
                        round(usage.ru_utime, 3), round(usage.ru_stime, 3), child)
 
@@ -272,6 +283,8 @@ def main(argv: list[str] | None = None) -> int:
         "benchmark": "code location load: 1 vs 10 declared models",
         "machine": {"cpu_model": cpu_model(), "cpus": os.cpu_count(), "python": platform.python_version(),
                     "dagster": dagster.__version__, "platform": platform.platform(),
+                    # Set: no .pyc is written, so every child compiles ml_platform (and the project) from source.
+                    "PYTHONDONTWRITEBYTECODE": os.environ.get("PYTHONDONTWRITEBYTECODE", ""),
                     "loadavg_start": [round(x, 2) for x in os.getloadavg()]},
         "started_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "repeat": args.repeat,
@@ -345,7 +358,7 @@ def main(argv: list[str] | None = None) -> int:
     for key in ("one", "ten"):
         phases = results[key]["child_phases_median_s"]
         built = results[key]["built"]
-        print(f"    {key}: inside the child (median s): " + ", ".join(f"{p} {v:.3f}" for p, v in phases.items())
+        print(f"    {key}: phases (median s): " + ", ".join(f"{p} {v:.3f}" for p, v in phases.items())
               + f"; built {built['assets']} assets, {built['jobs']} jobs, {built['schedules']} schedules, {built['sensors']} sensors")
     print(f"load average start {m['loadavg_start']}, end {m['loadavg_end']}")
     print(f"results: {args.output}")

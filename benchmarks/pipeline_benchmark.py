@@ -287,6 +287,8 @@ def main() -> int:
     results: dict[str, Any] = {
         "machine": {"cpu_model": cpu_model(), "cpus": os.cpu_count(), "python": platform.python_version(),
                     "platform": platform.platform(),
+                    # Set: no .pyc is written, so every child compiles ml_platform from source.
+                    "PYTHONDONTWRITEBYTECODE": os.environ.get("PYTHONDONTWRITEBYTECODE", ""),
                     "loadavg_start": [round(x, 2) for x in os.getloadavg()]},
         "started_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
