@@ -15,9 +15,11 @@ $(VENV)/.installed: pyproject.toml
 
 install: $(VENV)/.installed
 
-# Every declared model (ml_platform/defs/*/defs.yaml), then where its production model is and what to try next.
+# Every declared model (ml_platform/defs/*/defs.yaml), then where its production model is and what to
+# try next. One model: `make run SELECT=group:churn`.
+SELECT ?= *
 run: install
-	$(BIN)/dagster asset materialize -m ml_platform --select '*'
+	$(BIN)/dagster asset materialize -m ml_platform --select '$(SELECT)'
 	$(BIN)/ml-platform status
 
 ui: install

@@ -4,7 +4,7 @@ Needs a running `dagster dev` with a materialized `<model>/monitoring_report`, D
 (`apt-get install chromium`) and playwright in the venv (`pip install playwright`; its own
 browser download is not needed). Used to check the report in a real browser:
 
-    python docs/screenshot_report.py http://127.0.0.1:3000 breast_cancer docs/monitoring_report
+    .venv/bin/python docs/screenshot_report.py http://127.0.0.1:3000 breast_cancer docs/monitoring_report
 """
 
 import sys
@@ -28,6 +28,9 @@ def main(base_url: str, model: str, prefix: str) -> None:
             page.locator("button:has-text('Skip')").first.click()
         page.locator("text=Show Markdown").first.click()
         time.sleep(2)
+        # The dialog may open scrolled down: start the first picture at the report's top.
+        page.evaluate("() => document.querySelectorAll('*').forEach(e => { if (e.scrollTop > 0) e.scrollTop = 0; })")
+        time.sleep(0.5)
         images = page.locator("img[src^='data:image/svg']")
         sizes = [images.nth(i).evaluate("e => [e.naturalWidth, e.naturalHeight]") for i in range(images.count())]
         print(f"charts rendered (natural width x height): {sizes}")

@@ -136,18 +136,21 @@ def _run_status(args: argparse.Namespace) -> tuple[Any, str]:
                 f"  registry:   {row['registry']} ({row['versions']} version(s))",
             ]
         else:
-            lines.append(f"{row['model']}: no model in production yet (registry {row['registry']})")
+            lines += [
+                f"{row['model']}: no model in production yet (registry {row['registry']}, {row['versions']} version(s))",
+                f"  train it:   make run SELECT=group:{row['model']}",
+            ]
     first = rows[0]["model"] if rows else "<model>"
     flag = "" if len(rows) == 1 else f" --model {first}"
-    lines += [
-        "",
-        "Next:",
-        "  make ui                                 # the Dagster UI on http://127.0.0.1:3000: assets, runs, checks, schedules",
-        f"  .venv/bin/ml-platform models list{flag}      # every version, its aliases and metrics",
-        f"  .venv/bin/ml-platform models history{flag}   # what was in production, since when, and why",
-        "  .venv/bin/ml-platform alerts list       # alerts raised by failed checks and runs",
-        "  .venv/bin/ml-platform new-model NAME --csv FILE --target COLUMN   # declare a model on your own data",
+    hints = [
+        ("make ui", "the Dagster UI on http://127.0.0.1:3000 (and the daemon: schedules, alerts)"),
+        (f".venv/bin/ml-platform models list{flag}", "every version, its aliases and metrics"),
+        (f".venv/bin/ml-platform models history{flag}", "what was in production, since when, and why"),
+        (".venv/bin/ml-platform alerts list", "alerts raised by failed checks and runs"),
+        (".venv/bin/ml-platform new-model NAME --csv FILE --target COLUMN", "declare a model on your own data"),
     ]
+    width = max(len(command) for command, _ in hints[:-1])
+    lines += ["", "Next:", *(f"  {command.ljust(width)}  # {why}" for command, why in hints)]
     home = dagster_home()
     if home is None:
         lines.append("(no Dagster instance found: run from the project folder, or export DAGSTER_HOME=$PWD/dagster_home)")
@@ -163,8 +166,8 @@ def _run_new_model(args: argparse.Namespace) -> tuple[Any, str]:
         f"wrote {written}",
         f"  found: {summary}",
         "Review it (features, classes, thresholds, schedules), then:",
-        "  .venv/bin/dg check defs",
-        f"  .venv/bin/dagster asset materialize -m ml_platform --select 'group:{args.name}'",
+        "  make check                          # = .venv/bin/dg check defs",
+        f"  make run SELECT=group:{args.name}     # train it on the project's instance (dagster_home/)",
     ])
     return {"path": str(written), "summary": summary}, text
 
@@ -253,8 +256,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         as_json, as_text = _run(args)
-    except (RegistryError, DeclarationError, ValueError) as exc:
-        print(f"ml-platform: {exc}", file=sys.stderr)
+    except (RegistryError, DeclarationError, ValueError, OSError, ImportError) as exc:
+        # One line naming the culprit, never a traceback (e.g. s3:// without s3fs, a path that is a file).
+        print(f"ml-platform: {str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__}", file=sys.stderr)
         return 1
     print(json.dumps(as_json, indent=2, default=str) if args.json else as_text)
     return 0

@@ -27,9 +27,14 @@ COMPONENT_TYPE = "ml_platform.ModelPipeline"
 DEFS_FILE = "defs.yaml"
 # A model's name becomes an asset key prefix, a group, and part of job and schedule names.
 MODEL_NAME = re.compile(r"^[a-z][a-z0-9_]*$")
-_CRON_FIELD = re.compile(r"^[0-9A-Za-z*/,?LW#-]+$")
 _CRON_ALIASES = {"@hourly", "@daily", "@midnight", "@weekly", "@monthly", "@yearly", "@annually"}
+_MONTHS = {m: i + 1 for i, m in enumerate("jan feb mar apr may jun jul aug sep oct nov dec".split())}
+_DAYS = {d: i for i, d in enumerate("sun mon tue wed thu fri sat".split())}
+# minute, hour, day of month, month, day of week: (name, lowest, highest, names)
+_CRON_FIELDS = (("minute", 0, 59, {}), ("hour", 0, 23, {}), ("day of month", 1, 31, {}),
+                ("month", 1, 12, _MONTHS), ("day of week", 0, 7, _DAYS))
 
+SourceKind = Literal["bundled", "synthetic", "csv", "parquet"]
 Severity = Literal["HIGH", "MEDIUM", "LOW"]
 Estimator = Literal["logistic_regression", "random_forest", "gradient_boosting"]
 Metric = Literal["accuracy", "precision", "recall", "f1", "roc_auc"]
@@ -56,22 +61,39 @@ class SyntheticSection(Section):
     drift_shift: float = 0.0
     drift_scale: float = 1.0
 
+    @model_validator(mode="after")
+    def _known_drift_features(self) -> SyntheticSection:
+        unknown = [f for f in self.drift_features if f not in {f"f{i}" for i in range(self.features)}]
+        if unknown:
+            raise ValueError(f"drift_features {unknown} are not among the generated features f0..f{self.features - 1}")
+        return self
+
 
 class SourceSection(Section):
-    kind: Literal["bundled", "synthetic", "csv", "parquet"] = "bundled"
+    kind: SourceKind = "bundled"
     # csv / parquet: a path relative to the project root, or absolute.
     path: str | None = None
     target: str = "target"
     # csv / parquet: the numeric feature columns; unset means every column but the target.
-    features: list[str] | None = None
+    features: list[str] | None = Field(None, min_length=1)
     # The label values a model may predict. Unset: recorded from the data at the first training.
-    classes: list[int | str] | None = None
+    classes: list[int | str] | None = Field(None, min_length=2)
     synthetic: SyntheticSection = SyntheticSection()
 
     @model_validator(mode="after")
-    def _path_for_files(self) -> SourceSection:
-        if self.kind in ("csv", "parquet") and not self.path:
-            raise ValueError(f"path is required when kind is {self.kind!r}")
+    def _fields_of_the_kind(self) -> SourceSection:
+        """A field the source kind does not read is an error, never silently ignored."""
+        if self.kind in ("csv", "parquet"):
+            if not self.path:
+                raise ValueError(f"path is required when kind is {self.kind!r}")
+            if self.synthetic != SyntheticSection():
+                raise ValueError(f"synthetic applies to kind 'synthetic' only, not {self.kind!r}")
+            return self
+        given = [name for name in ("path", "features", "classes") if getattr(self, name) is not None]
+        given += ["target"] if self.target != "target" else []
+        given += ["synthetic"] if self.kind == "bundled" and self.synthetic != SyntheticSection() else []
+        if given:
+            raise ValueError(f"{', '.join(given)} do not apply to kind {self.kind!r}, which defines its own data")
         return self
 
 
@@ -141,6 +163,27 @@ class ChecksSection(Section):
     freshness: FreshnessCheck = FreshnessCheck()
 
 
+def cron_problem(expression: str) -> str | None:
+    """What is wrong with a five-field cron expression (None: nothing)."""
+    if expression.strip() in _CRON_ALIASES:
+        return None
+    fields = expression.split()
+    if len(fields) != 5:
+        return f"{len(fields)} fields, not 5 (minute hour day-of-month month day-of-week, e.g. '0 2 * * *')"
+    for text, (name, low, high, names) in zip(fields, _CRON_FIELDS):
+        for part in text.split(","):
+            span, _, step = part.partition("/")
+            if step and not (step.isdigit() and int(step) > 0):
+                return f"{name} step {step!r} is not a positive number"
+            if span in ("*", "?"):
+                continue
+            for bound in span.split("-", 1):
+                value = names.get(bound.lower()) if bound.lower() in names else int(bound) if bound.isdigit() else None
+                if value is None or not low <= value <= high:
+                    return f"{name} {bound!r} is not in {low}-{high}"
+    return None
+
+
 class ScheduleSection(Section):
     cron: str
     enabled: bool = True
@@ -148,10 +191,10 @@ class ScheduleSection(Section):
     @field_validator("cron")
     @classmethod
     def _cron(cls, value: str) -> str:
-        fields = value.split()
-        if value.strip() in _CRON_ALIASES or (len(fields) == 5 and all(_CRON_FIELD.match(f) for f in fields)):
-            return value
-        raise ValueError(f"{value!r} is not a cron expression (five fields, e.g. '0 2 * * *')")
+        problem = cron_problem(value)
+        if problem:
+            raise ValueError(f"{value!r} is not a cron expression: {problem}")
+        return value
 
 
 class SchedulesSection(Section):
@@ -191,6 +234,15 @@ class ModelDeclaration(Section):
     schedules: SchedulesSection = SchedulesSection()
     alerts: AlertsSection = AlertsSection()
     registry: RegistrySection = RegistrySection()
+
+    @model_validator(mode="after")
+    def _consistent(self) -> ModelDeclaration:
+        if self.validation.allow_new_classes and self.source.classes:
+            raise ValueError(
+                "validation.allow_new_classes has no effect when source.classes are declared: "
+                "add the new class to source.classes instead"
+            )
+        return self
 
 
 @dataclass(frozen=True)
@@ -252,12 +304,14 @@ def default_defs_dir() -> Path:
 
 
 def declaration_files(defs_dir: Path) -> Iterator[Path]:
-    """Every `<model>/defs.yaml` under `defs_dir` whose type is ModelPipeline, in name order."""
+    """Every `<model>/defs.yaml` under `defs_dir` whose type is ModelPipeline, in name order;
+    a file that cannot be read as YAML is an error naming it, never silently skipped."""
     for path in sorted(defs_dir.glob(f"*/{DEFS_FILE}")):
         try:
             document = yaml.safe_load(path.read_text())
-        except (OSError, yaml.YAMLError):
-            document = None
+        except (OSError, yaml.YAMLError) as exc:
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise DeclarationError(f"{path}: cannot read: {first}") from None
         if isinstance(document, dict) and document.get("type") == COMPONENT_TYPE:
             yield path
 
@@ -273,14 +327,20 @@ def declared_model_names(defs_dir: Path | None = None) -> list[str]:
     return [path.parent.name for path in declaration_files(defs_dir or default_defs_dir())]
 
 
-def resolve_model_name(model: str | None, defs_dir: Path | None = None) -> str:
-    """`model` if given, else the only declared model; several or none is an error that says which."""
-    if model is not None:
+def resolve_model_name(model: str | None, defs_dir: Path | None = None, declared_only: bool = True) -> str:
+    """`model` if given (and, with `declared_only`, declared), else the only declared model;
+    several, none or an unknown name is an error that lists the declared ones."""
+    if model is not None and not declared_only:
         return check_model_name(model)
     names = declared_model_names(defs_dir)
+    where = defs_dir or default_defs_dir()
+    if model is not None:
+        if model in names:
+            return model
+        check_model_name(model)
+        raise DeclarationError(f"no model {model!r} is declared in {where}; declared: {', '.join(names) or 'none'}")
     if len(names) == 1:
         return names[0]
-    where = defs_dir or default_defs_dir()
     if not names:
         raise DeclarationError(f"no model is declared in {where} (add one with `ml-platform new-model`)")
-    raise DeclarationError(f"several models are declared ({', '.join(names)}): choose one with --model NAME")
+    raise DeclarationError(f"several models are declared ({', '.join(names)}): name one (on the command line: --model NAME)")

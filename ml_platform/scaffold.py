@@ -26,8 +26,8 @@ DEFAULT_SOURCE = """\
 TEMPLATE = """\
 # One model, declared once. Its assets, jobs, schedules, checks, alerts and the `ml-platform`
 # command line all read this file. Every key is optional; past `source`, the values shown are
-# the defaults (the seed's). Check it with `dg check defs`; run it with
-#   dagster asset materialize -m ml_platform --select 'group:{name}'
+# the defaults (the seed's). Check it with `make check` (dg check defs); run it with
+#   make run SELECT=group:{name}
 type: {type}
 attributes:
   description: {description}
@@ -69,7 +69,7 @@ def declaration_yaml(name: str, source: str = DEFAULT_SOURCE, description: str =
 
 def _yaml_list(values: list[object]) -> str:
     """A flow-style YAML list that reads back as `values` (`no` stays the text "no", not false)."""
-    return yaml.safe_dump(values, default_flow_style=True, width=10_000).strip()
+    return yaml.safe_dump(values, default_flow_style=True, width=10_000, allow_unicode=True).strip()
 
 
 def _yaml_scalar(value: object) -> str:
@@ -91,7 +91,10 @@ def inferred_source(path: Path, kind: str, target: str, project_root: Path) -> t
     if target not in frame.columns:
         raise DeclarationError(f"{source}: no column {target!r}; columns are {list(frame.columns)}")
     labels = frame[target].dropna()
-    classes = sorted(labels.unique().tolist(), key=str)
+    try:
+        classes = sorted(labels.unique().tolist())
+    except TypeError:  # mixed types
+        classes = sorted(labels.unique().tolist(), key=str)
     if len(classes) < 2:
         raise DeclarationError(f"{source}: target {target!r} has {len(classes)} distinct value(s); a classifier needs two or more")
     if len(classes) > MAX_CLASSES:

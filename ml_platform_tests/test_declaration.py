@@ -23,21 +23,27 @@ def defs_with(tmp_path: Path, **files: str) -> Path:
 
 
 def test_only_model_pipeline_declarations_count_and_they_come_in_name_order(tmp_path: Path) -> None:
-    defs = defs_with(
-        tmp_path, zeta=declaration_yaml("zeta"), alpha=declaration_yaml("alpha"),
-        other="type: dagster.DefsFolderComponent\n", broken="type: [unclosed\n",
-    )
+    defs = defs_with(tmp_path, zeta=declaration_yaml("zeta"), alpha=declaration_yaml("alpha"), other="type: dagster.DefsFolderComponent\n")
     assert declared_model_names(defs) == ["alpha", "zeta"]
     assert [m.name for m in read_declarations(defs)] == ["alpha", "zeta"]
     assert all(m.project_root == tmp_path and m.declaration == ModelDeclaration() for m in read_declarations(defs))
 
 
+def test_a_declaration_that_is_not_yaml_is_named_never_skipped(tmp_path: Path) -> None:
+    defs = defs_with(tmp_path, churn=declaration_yaml("churn"), broken="type: [unclosed\n")
+    with pytest.raises(DeclarationError, match=r"broken/defs.yaml: cannot read: while parsing a flow sequence"):
+        declared_model_names(defs)
+
+
 def test_the_model_defaults_to_the_only_one_and_several_must_be_named(tmp_path: Path) -> None:
     one = defs_with(tmp_path / "one", churn=declaration_yaml("churn"))
-    assert resolve_model_name(None, one) == "churn"
-    assert resolve_model_name("fraud", one) == "fraud"  # named explicitly: used as given
+    assert resolve_model_name(None, one) == "churn" and resolve_model_name("churn", one) == "churn"
+    with pytest.raises(DeclarationError, match=r"no model 'fraud' is declared in .*; declared: churn"):
+        resolve_model_name("fraud", one)
+    # A serving process loading a model by name need not carry its declaration.
+    assert resolve_model_name("fraud", one, declared_only=False) == "fraud"
     two = defs_with(tmp_path / "two", churn=declaration_yaml("churn"), fraud=declaration_yaml("fraud"))
-    with pytest.raises(DeclarationError, match=r"several models are declared \(churn, fraud\): choose one with --model NAME"):
+    with pytest.raises(DeclarationError, match=r"several models are declared \(churn, fraud\): name one \(on the command line: --model NAME\)"):
         resolve_model_name(None, two)
     with pytest.raises(DeclarationError, match="no model is declared in"):
         resolve_model_name(None, tmp_path / "empty")
@@ -46,5 +52,5 @@ def test_the_model_defaults_to_the_only_one_and_several_must_be_named(tmp_path: 
 def test_the_shipped_project_declares_the_breast_cancer_model() -> None:
     [model] = read_declarations()
     assert model.name == "breast_cancer" and model.declaration.source.kind == "bundled"
-    assert model.declaration.source.classes == [0, 1]
+    assert model.declaration.source.classes is None  # the bundled source declares its own (0, 1)
     assert model.declaration.checks.accuracy.min_accuracy == 0.70 and model.declaration.schedules.retrain.cron == "0 2 * * *"

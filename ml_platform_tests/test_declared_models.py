@@ -71,6 +71,15 @@ def test_a_declaration_is_read_with_its_project_root_and_a_bad_one_names_the_fie
         "timezone": ({"schedules": {"timezone": "Mars/Olympus"}}, "attributes.schedules.timezone: 'Mars/Olympus' is not an IANA time zone"),
         "cron": ({"schedules": {"retrain": {"cron": "every day"}}}, "attributes.schedules.retrain.cron: 'every day' is not a cron expression"),
         "csv-path": ({"source": {"kind": "csv"}}, "attributes.source: path is required when kind is 'csv'"),
+        "cron-range": ({"schedules": {"retrain": {"cron": "61 25 * * *"}}}, "'61 25 * * *' is not a cron expression: minute '61' is not in 0-59"),
+        "cron-fields": ({"schedules": {"monitoring": {"cron": "0 * * *"}}}, "4 fields, not 5"),
+        "ignored-field": ({"source": {"kind": "bundled", "path": "x.csv", "classes": [0, 1]}},
+                          "attributes.source: path, classes do not apply to kind 'bundled', which defines its own data"),
+        "no-effect": ({"source": {"kind": "csv", "path": "x.csv", "classes": ["a", "b"]}, "validation": {"allow_new_classes": True}},
+                      "attributes: validation.allow_new_classes has no effect when source.classes are declared"),
+        "drift-feature": ({"source": {"kind": "synthetic", "synthetic": {"features": 3, "drift_features": ["f7"]}}},
+                          "attributes.source.synthetic: drift_features ['f7'] are not among the generated features f0..f2"),
+        "empty-features": ({"source": {"kind": "csv", "path": "x.csv", "features": []}}, "attributes.source.features: List should have at least 1 item"),
     }
     for name, (attributes, message) in cases.items():
         with pytest.raises(DeclarationError) as info:
@@ -81,14 +90,21 @@ def test_a_declaration_is_read_with_its_project_root_and_a_bad_one_names_the_fie
         read_declaration(bad_name, project.root)
 
 
+@pytest.mark.parametrize(
+    "positive, negative, classes",
+    [("yes", "no", ["no", "yes"]), (1.0, 0.0, [0.0, 1.0]), (True, False, [False, True]), (7, 3, [3, 7])],
+    ids=["text", "float", "bool", "int"],
+)
 def test_new_model_on_a_csv_writes_a_declaration_that_trains_as_it_stands(
-    instance: dg.DagsterInstance, dagster_home: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    instance: dg.DagsterInstance, dagster_home: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str],
+    positive: object, negative: object, classes: list,
 ) -> None:
     project = make_project(tmp_path / "project")
     rng = np.random.default_rng(3)
     x = rng.normal(size=(400, 3))
     frame = pd.DataFrame({"customer_id": [f"c{i}" for i in range(400)], "tenure": (x[:, 0] * 10 + 30).round().astype(int),
-                          "charges": x[:, 1] * 5 + 50, "calls": x[:, 2], "churned": np.where(x[:, 0] + x[:, 1] > 0, "yes", "no")})
+                          "charges": x[:, 1] * 5 + 50, "calls": x[:, 2],
+                          "churned": np.where(x[:, 0] + x[:, 1] > 0, positive, negative)})
     (project.root / "data").mkdir()
     frame.to_csv(project.root / "data" / "churn.csv", index=False)
     code = ml_platform(["--defs", str(project.defs_dir), "new-model", "churn", "--csv", str(project.root / "data" / "churn.csv"),
@@ -97,7 +113,7 @@ def test_new_model_on_a_csv_writes_a_declaration_that_trains_as_it_stands(
     result = run_job(instance, project.load(), "churn_training")
     assert result.success
     version = registry_of(dagster_home, "churn").get("v1")
-    assert version.features == ["tenure", "charges", "calls"] and version.metadata["classes"] == ["no", "yes"]
+    assert version.features == ["tenure", "charges", "calls"] and version.metadata["classes"] == classes
     assert version.metrics["accuracy"] > 0.8 and registry_of(dagster_home, "churn").alias("production") == "v1"
 
 
@@ -131,3 +147,13 @@ def test_dg_scaffold_writes_a_commented_declaration_that_loads(tmp_path: Path, d
     check = dg_command(project, "check", "defs")
     assert check.returncode == 0, check.stdout + check.stderr
     assert {j.name for j in project.load().jobs} >= {"fraud_training", "fraud_monitoring", "fraud_rollback"}
+
+
+def test_a_model_declared_in_a_subfolder_is_refused_naming_the_file(tmp_path: Path) -> None:
+    project = make_project(tmp_path / "project")
+    (project.defs_dir / "team").mkdir()
+    nested = project.declare("team/churn", {"source": {"kind": "bundled"}})
+    with pytest.raises(Exception, match="team/churn") as info:
+        project.load()
+    cause = info.value.__cause__
+    assert isinstance(cause, DeclarationError) and str(cause).startswith(f"{nested}: declare a model directly under the defs folder")

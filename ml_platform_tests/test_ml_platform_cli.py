@@ -170,15 +170,17 @@ def test_with_several_models_the_model_must_be_named_and_the_error_lists_them(tm
     base = ["--registry", str(tmp_path / "registry"), "--defs", str(defs)]
     assert main([*base, "models", "list"]) == 1
     assert capsys.readouterr().err.strip() == (
-        "ml-platform: several models are declared (churn, fraud): choose one with --model NAME"
+        "ml-platform: several models are declared (churn, fraud): name one (on the command line: --model NAME)"
     )
     # --model before or after the subcommand.
     assert main([*base, "--model", "fraud", "models", "list", "--json"]) == 0
     assert json.loads(capsys.readouterr().out)[0]["accuracy"] == 0.9
     assert main(["models", "history", "--json", *base, "--model", "churn"]) == 0
     assert json.loads(capsys.readouterr().out)[0]["reason"] == "first churn"
-    assert main([*base, "--model", "nope", "models", "list", "--json"]) == 0  # a declared-but-empty name lists nothing
-    assert json.loads(capsys.readouterr().out) == []
+    assert main([*base, "--model", "nope", "models", "list", "--json"]) == 1
+    assert capsys.readouterr().err.strip().endswith("no model 'nope' is declared in " + str(defs) + "; declared: churn, fraud")
+    assert main([*base, "--model", "nope", "status"]) == 1
+    assert "declared: churn, fraud" in capsys.readouterr().err
     assert main([*base, "--model", "Bad-Name", "models", "list"]) == 1
     assert "model name 'Bad-Name'" in capsys.readouterr().err
 

@@ -180,3 +180,39 @@ def test_all_assets_at_once_run_monitoring_before_training_and_report_last(insta
                           ["synth__production_model_pipeline_run_time", "synth__monitoring_report"])
     assert not checks(result)["data_drift"].passed  # the drifted data still trained and went through the gate
     assert result.asset_materializations_for_node("synth__production_model")
+
+
+@pytest.mark.parametrize("damage", ["corrupt-reference", "alias-to-a-missing-version"])
+def test_a_damaged_production_model_never_stops_a_run_of_everything(instance: dg.DagsterInstance, dagster_home, damage: str) -> None:
+    assert run_job(instance, DEFS, "synth_training").success
+    registry = registry_of(dagster_home, "synth")
+    if damage == "corrupt-reference":
+        with open(registry.base + f"/versions/v1/{REFERENCE_FILE}", "w") as f:
+            f.write("{not json")
+        reason = "not evaluated: production v1's drift reference is unreadable: JSONDecodeError"
+    else:
+        import shutil
+
+        shutil.rmtree(registry.base + "/versions/v1")
+        reason = "not evaluated: production v1 cannot be read: model version 'v1' not found"
+    result = materialize(instance, DEFS, "*", run_config=fresh())
+    assert result.success, [e.step_key for e in result.get_step_failure_events()]
+    for name in ("data_drift", "prediction_drift", "production_model_accuracy"):
+        evaluation = checks(result)[name]
+        assert not evaluation.passed and evaluation.description.startswith(reason), evaluation.description
+        assert "\n" not in evaluation.description
+    assert result.asset_materializations_for_node("synth__production_model")  # training went on to the gate
+
+
+def test_monitoring_predicts_with_the_models_column_order_whatever_the_files(instance: dg.DagsterInstance, tmp_path) -> None:
+    from ml_platform.data.sources import generate_synthetic
+
+    frame = generate_synthetic(rows=2_000, features=4, seed=2).frame
+    frame[["f3", "target", "f1", "f0", "f2"]].to_csv(tmp_path / "shuffled.csv", index=False)
+    model = synthetic("synth", rows=4_000, seed=1, features=4)
+    defs = platform(model)
+    assert run_job(instance, defs, "synth_training").success
+    result = run_job(instance, defs, "synth_monitoring", source_config("synth", kind="csv", path=str(tmp_path / "shuffled.csv")))
+    evaluations = checks(result)
+    assert evaluations["production_model_accuracy"].passed, evaluations["production_model_accuracy"].description
+    assert evaluations["data_drift"].passed

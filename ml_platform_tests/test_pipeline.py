@@ -11,7 +11,6 @@ from ml_platform.declaration import DeclaredModel
 from ml_platform.model.registry import ModelRegistry, load_production_model
 from ml_platform.orchestration.pipeline import CandidateModel, build_pipeline_assets, candidate_check_result
 from ml_platform_tests.conftest import (
-    BREAST_CANCER,
     declared,
     materialize,
     op_config,

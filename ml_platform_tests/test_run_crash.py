@@ -4,6 +4,7 @@ a run started by `dagster asset materialize` (which only run monitoring can noti
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -15,8 +16,8 @@ import pytest
 
 from dagster._core.launcher.base import WorkerStatus
 
-from ml_platform.orchestration.names import WORKER_HOST_TAG
-from ml_platform.orchestration.run_launcher import LocalRunLauncher, process_started_at
+from ml_platform.orchestration.names import WORKER_TAG
+from ml_platform.orchestration.run_launcher import LocalRunLauncher, process_identity
 from ml_platform_tests.alert_servers import RecordingHTTPServer
 from ml_platform_tests.dagster_dev import BIN, DagsterDev, make_dagster_home
 from ml_platform_tests.projects import make_project
@@ -84,7 +85,8 @@ def test_a_killed_run_is_marked_failed_alerted_and_the_queue_moves_on(tmp_path: 
                 cwd=project.root, env=dev.env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
             )
             cli_run = wait_for_new_run(instance, {first, second})
-            wait_for(lambda: step_started(instance, cli_run, "slow__trained_model"), 180, "the CLI run reaching training")
+            # (Its training would wait for the queued run's: one step at a time writes a model's registry.)
+            wait_for(lambda: step_started(instance, cli_run, "slow__validated_data"), 180, "the CLI run reaching validation")
             assert worker_pid(instance, cli_run) == cli.pid
             cli.kill()
             cli.wait()
@@ -115,19 +117,24 @@ def test_the_launchers_health_check_tells_a_live_worker_from_a_dead_one_on_this_
     instance: dg.DagsterInstance, dagster_home: Path
 ) -> None:
     sleeper = subprocess.Popen(["sleep", "60"])
-    assert process_started_at(sleeper.pid) is not None
+    identity = process_identity(sleeper.pid)
+    assert identity is not None and identity.startswith(f"{sleeper.pid}:") and identity == process_identity(sleeper.pid)
     sleeper.kill()
     sleeper.wait()
-    assert process_started_at(sleeper.pid) is None
+    assert process_identity(sleeper.pid) is None
 
     launcher = instance.run_launcher
     assert isinstance(launcher, LocalRunLauncher) and launcher.supports_check_run_worker_health
     alive = dg.materialize([tiny], instance=instance)  # its worker is this very process
     assert launcher.check_run_worker_health(instance.get_run_by_id(alive.run_id)).status == WorkerStatus.RUNNING
+    # The same pid with another start time is another process (a recycled pid): the worker is gone.
+    recycled = f"{socket.gethostname()}:{os.getpid()}:1"
+    instance.add_run_tags(alive.run_id, {WORKER_TAG: recycled})
+    assert launcher.check_run_worker_health(instance.get_run_by_id(alive.run_id)).status == WorkerStatus.FAILED
     code = f"import dagster as dg, {__name__} as t; print(dg.materialize([t.tiny], instance=dg.DagsterInstance.get()).run_id)"
     child = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, env={**os.environ, "DAGSTER_HOME": str(dagster_home)})
     exited = instance.get_run_by_id(child.stdout.strip().splitlines()[-1])
     health = launcher.check_run_worker_health(exited)
     assert health.status == WorkerStatus.FAILED and "has exited" in health.msg
-    instance.add_run_tags(exited.run_id, {WORKER_HOST_TAG: "another-host"})
+    instance.add_run_tags(exited.run_id, {WORKER_TAG: "another-host:123:456"})
     assert launcher.check_run_worker_health(instance.get_run_by_id(exited.run_id)).status == WorkerStatus.RUNNING

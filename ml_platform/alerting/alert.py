@@ -7,7 +7,7 @@ to their Dagster severity (ERROR -> HIGH, WARN -> MEDIUM).
 An alert is FIRING (a check failed) or RESOLVED (a check that was firing passed again).
 Its fingerprint (asset, check, model version, environment) is its identity for
 deduplication and for matching a resolution to what fired. Delivery lives in
-alert_channels (where to), alert_outbox (persisted queue) and alert_dispatch (policy).
+channels (where to), outbox (persisted queue) and dispatch (policy), beside this module.
 """
 
 from __future__ import annotations

@@ -373,7 +373,7 @@ class AlertDispatcher:
             message = item.message
         else:
             message = item.message or f"{item.check} on {item.asset} passed again"
-            if item.model_version != firing.model_version:
+            if item.model_version != firing.model_version and item.model_version and firing.model_version:
                 message += f" (model version {item.model_version or '-'} supersedes {firing.model_version or '-'})"
         link = item.run_url if isinstance(item, Alert) else None
         link = link or run_url(self.webserver_base_url, run_id) or (firing.run_url if run_id == firing.run_id else None)

@@ -12,7 +12,7 @@ Three tables (schema below):
 WAL mode, a busy timeout and `BEGIN IMMEDIATE` write transactions make it safe for several
 processes (the sensor daemon, a CLI) to open it at once. A connection is opened per
 operation, so one AlertOutbox may be used from several threads. Policy (routing, dedup,
-backoff) lives in alert_dispatch; this module only stores. No Dagster import.
+backoff) lives in dispatch; this module only stores. No Dagster import.
 """
 
 from __future__ import annotations

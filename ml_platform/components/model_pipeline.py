@@ -16,7 +16,7 @@ import dagster as dg
 from dagster.components.scaffold.scaffold import ScaffoldRequest, scaffold_with
 from pydantic import BaseModel
 
-from ml_platform.declaration import DEFS_FILE, DeclaredModel, ModelDeclaration
+from ml_platform.declaration import DEFS_FILE, DeclarationError, DeclaredModel, ModelDeclaration
 from ml_platform.orchestration.platform import build_model_definitions
 from ml_platform.scaffold import declaration_yaml
 
@@ -48,4 +48,10 @@ class ModelPipeline(dg.Component, ModelDeclaration):
         return ModelDeclaration.model_validate({name: getattr(self, name) for name in ModelDeclaration.model_fields})
 
     def build_defs(self, context: dg.ComponentLoadContext) -> dg.Definitions:
+        # The model's name is its folder's, directly under defs/: where the CLI looks for it too.
+        if context.path.parent.resolve() != context.defs_module_path.resolve():
+            raise DeclarationError(
+                f"{context.path / DEFS_FILE}: declare a model directly under the defs folder "
+                f"({context.defs_module_path}/<model>/{DEFS_FILE}), not in a subfolder"
+            )
         return build_model_definitions(DeclaredModel(context.path.name, self.declaration(), context.project_root))

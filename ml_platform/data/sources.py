@@ -174,16 +174,32 @@ def read_table_file(
     return SourceData(frame=frame, spec=spec, description=source)
 
 
+_TRUE, _FALSE = {"true", "1", "yes"}, {"false", "0", "no"}
+
+
+def _as_label(text: str, dtype: object) -> object:
+    if pd.api.types.is_bool_dtype(dtype):
+        if text.lower() in _TRUE | _FALSE:
+            return text.lower() in _TRUE
+        raise ValueError(text)
+    if pd.api.types.is_integer_dtype(dtype):
+        return int(float(text)) if float(text).is_integer() else int(text)
+    if pd.api.types.is_float_dtype(dtype):
+        return float(text)
+    return text
+
+
 def with_declared_classes(source: SourceData, classes: Sequence[str]) -> SourceData:
-    """Declarations carry classes as text; match them to the target column's type."""
+    """Declarations carry classes as text (YAML's 0, 0.0 and false all arrive as text here);
+    match them to the type of the target column they must be compared with."""
     target = source.frame[source.spec.target]
-    typed: list[int | str] = list(classes)
-    if pd.api.types.is_integer_dtype(target):
-        try:
-            typed = [int(c) for c in classes]
-        except ValueError as exc:
-            raise DataSourceError(source.description, f"classes {list(classes)} are not integers like the target") from exc
-    return replace(source, spec=replace(source.spec, classes=tuple(typed)))
+    try:
+        typed = tuple(_as_label(str(c), target.dtype) for c in classes)
+    except ValueError:
+        raise DataSourceError(
+            source.description, f"declared classes {list(classes)} are not values of the target column's type ({target.dtype})"
+        ) from None
+    return replace(source, spec=replace(source.spec, classes=typed))
 
 
 def fingerprint_frame(frame: pd.DataFrame) -> str:

@@ -120,7 +120,7 @@ def validate_frame(
     if len(frame) < policy.min_rows:
         raise DataValidationError(
             f"validated_data: {len(frame)} rows, fewer than the minimum of {policy.min_rows} "
-            "(set ValidationConfig.min_rows to change it)"
+            "(validation.min_rows in the model's declaration)"
         )
     schema = build_schema(spec)
     dropped = [c for c in frame.columns if c not in schema.columns]
@@ -194,19 +194,21 @@ def _apply_policy(
 
 
 def _summarize(failures: pd.DataFrame, limit: int = 5) -> str:
-    groups = failures.groupby(["column", "check"], dropna=False)["failure_case"]
+    """One line: each kind of failure with its count and the first offending values and rows."""
+    groups = failures.groupby(["column", "check"], dropna=False)
     counts = groups.size().sort_values(ascending=False)
     parts = []
     for (col, check), n in counts.head(limit).items():
+        group = groups.get_group((col, check))
         if check == "column_in_dataframe":
-            missing = ", ".join(repr(c) for c in groups.get_group((col, check)))
-            parts.append(f"missing column(s) {missing}")
+            parts.append(f"missing column(s) {', '.join(repr(c) for c in group['failure_case'])}")
         elif str(check).startswith(CLASS_CHECK_PREFIX):
             # Name the unseen labels: "target: 2 is not one of the production model's classes [0, 1]".
-            labels = list(dict.fromkeys(groups.get_group((col, check))))
+            labels = list(dict.fromkeys(group["failure_case"]))
             shown = ", ".join(labels[:5]) + (", ..." if len(labels) > 5 else "")
             parts.append(f"{col}: {shown} {'is' if len(labels) == 1 else 'are'} not {check}" + (f" x{n}" if n > 1 else ""))
         else:
-            parts.append(f"{col}: {check} x{n}")
+            examples = ", ".join(f"{case!r} in row {row}" for case, row in group[["failure_case", "row"]].head(3).itertuples(index=False))
+            parts.append(f"{col}: {check} x{n} (e.g. {examples})")
     more = len(counts) - limit
     return "; ".join(parts) + (f"; and {more} more" if more > 0 else "")

@@ -18,8 +18,8 @@ production always names a complete version and the history always agrees with it
 
 Concurrency: on a local filesystem an exclusive flock serialises every writer, across
 processes. Object stores have no portable lock, so there writers are serialised within a
-process, and across processes by Dagster's concurrency pool `model_registry`, which every
-op that writes aliases runs in.
+process, and across processes by the model's Dagster concurrency pool `<model>_registry`,
+which every op that writes the registry runs in.
 
 Trust boundary: artifacts are pickles, and unpickling runs code. Load only from a registry
 you control; the recorded sha256 is checked before every load (on the very bytes then
@@ -266,6 +266,9 @@ class ModelRegistry:
         _, data = self._verified_artifact(version)
         return pickle.loads(data)  # noqa: S301 - integrity-checked bytes from our own registry
 
+    def exists(self) -> bool:
+        return bool(self.fs.exists(self.base))
+
     def load_alias(self, alias: str = "production") -> Any:
         version = self.alias(alias)
         if version is None:
@@ -422,6 +425,13 @@ def load_production_model(model: str | None = None, registry_root: str | os.Path
 
     if model is not None and not isinstance(model, str):
         raise TypeError(f"load_production_model takes a model name, not {model!r}; pass the registries' root as registry_root=")
-    name = resolve_model_name(model)
+    # A serving process may not carry the declarations: a named model need not be declared here.
+    name = resolve_model_name(model, declared_only=False)
     root = os.fspath(registry_root) if registry_root is not None else None
-    return ModelRegistry(model_registry_url(name, root)).load_alias("production")
+    registry = ModelRegistry(model_registry_url(name, root))
+    if not registry.exists():
+        raise RegistryError(
+            f"no registry of model {name!r} at {registry.url}: train it first, or say where the registries are "
+            "(DAGSTER_HOME, ML_PLATFORM_REGISTRY, or registry_root=)"
+        )
+    return registry.load_alias("production")

@@ -176,10 +176,6 @@ class FeatureSummary:
             raise ValueError(f"invalid summary for feature {self.name!r}: " + "; ".join(problems))
 
     @property
-    def bin_proportions(self) -> tuple[float, ...]:
-        return tuple(c / self.count for c in self.bin_counts)
-
-    @property
     def ks_resolution(self) -> float:
         """Upper bound of (exact KS - summary KS): largest reference mass strictly between grid points."""
         le = np.asarray(self.ks_count_le[:-1])

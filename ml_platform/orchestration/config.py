@@ -36,7 +36,6 @@ def config_class(
     return pydantic.create_model(name, __base__=dg.Config, **fields)
 
 
-
 def run_config(configs: dict[str, dg.Config]) -> dict[str, Any]:
     """Run config setting each op's config (op name -> config instance) explicitly."""
     return {"ops": {op: {"config": config.model_dump(mode="json")} for op, config in configs.items()}}

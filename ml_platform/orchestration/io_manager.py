@@ -2,19 +2,19 @@
 
 Dagster's default filesystem IO manager keeps one file per asset, shared by every run: two runs
 at once read each other's frames (seen: versions trained on another run's data). Here each run
-writes under `<storage>/<run_id>/<asset key>`, so a run reads what it produced itself. An input
-whose asset the run did not materialize (e.g. a run of `production_model` alone) is read from
-the run that materialized it last, as the instance records it; never from a run in progress.
+writes under `<storage>/runs/<run_id>/<asset key>`, so a run reads what it produced itself; a
+re-execution reads what its parent run produced for the steps it skips. Any other input (e.g.
+in a run of `production_model` alone) is read from the run that materialized that asset last:
+the output is stored (whole, by an atomic rename) before Dagster records the materialization.
 
 Run folders older than `keep_hours` are removed, except those holding some asset's latest
-output (which later runs may still load). This IO manager also tags each run with its worker's
-host, which the run launcher's health check needs (see run_launcher.py).
+output (which later runs may still load). This IO manager also tags each run with its worker
+(host, pid, start), which the run launcher's health check needs (see run_launcher.py).
 """
 
 import os
 import pickle
 import shutil
-import socket
 import time
 import uuid
 from pathlib import Path
@@ -22,9 +22,18 @@ from typing import Any
 
 import dagster as dg
 
-from ml_platform.orchestration.names import WORKER_HOST_TAG
+from ml_platform.orchestration.names import WORKER_TAG
+from ml_platform.orchestration.run_launcher import worker_tag_value
 
 _PRUNED_ROOTS: set[str] = set()  # prune once per process and storage root
+
+
+def _source_run_id(upstream: dg.OutputContext | None) -> str | None:
+    """The run Dagster says produced an input (the parent run, for a step a re-execution skips)."""
+    try:
+        return upstream.run_id if upstream is not None else None
+    except dg.DagsterInvariantViolationError:
+        return None
 
 
 class RunScopedIOManager(dg.ConfigurableIOManager):
@@ -36,8 +45,10 @@ class RunScopedIOManager(dg.ConfigurableIOManager):
 
     def setup_for_execution(self, context: dg.InitResourceContext) -> None:
         run, instance = context.run, context.instance
-        if run is not None and instance is not None and WORKER_HOST_TAG not in run.tags:
-            instance.add_run_tags(run.run_id, {WORKER_HOST_TAG: socket.gethostname()})
+        if run is not None and instance is not None and WORKER_TAG not in run.tags:
+            worker = worker_tag_value(instance, run.run_id)
+            if worker:
+                instance.add_run_tags(run.run_id, {WORKER_TAG: worker})
 
     def _root(self, instance: dg.DagsterInstance) -> Path:
         return Path(self.base_dir or instance.storage_directory()) / "runs"
@@ -68,9 +79,13 @@ class RunScopedIOManager(dg.ConfigurableIOManager):
         upstream = context.upstream_output
         key = context.asset_key if context.has_asset_key else dg.AssetKey(["_ops", upstream.step_key, upstream.name])
         root = self._root(context.instance)
-        path = self._path(root, context.step_context.run_id, key)
-        if not path.exists():
-            # Not produced by this run: read the output of the run that materialized it last.
+        # This run's own output; else, in a re-execution, the parent run's (Dagster names it).
+        for run_id in dict.fromkeys([context.step_context.run_id, _source_run_id(upstream)]):
+            path = self._path(root, run_id, key) if run_id else None
+            if path is not None and path.exists():
+                break
+        else:
+            # Not produced by this run or its parent: read the output of the run that materialized it last.
             event = context.instance.get_latest_materialization_event(key)
             if event is None:
                 raise dg.Failure(

@@ -2,9 +2,9 @@
 (hourly by default), as the declaration's `schedules` section sets them."""
 
 from dataclasses import dataclass
+from typing import Any
 
 import dagster as dg
-from dagster._core.definitions.unresolved_asset_job_definition import UnresolvedAssetJobDefinition
 
 from ml_platform.declaration import DeclaredModel, ScheduleSection
 from ml_platform.orchestration.config import run_config
@@ -13,14 +13,18 @@ from ml_platform.orchestration.names import MODEL_TAG, TRAINING_TAG, ModelNames
 from ml_platform.orchestration.pipeline import PipelineAssets
 
 
+# What dg.define_asset_job returns (a job resolved when the Definitions are built).
+AssetJob = Any
+
+
 @dataclass(frozen=True)
 class ModelJobs:
-    jobs: list[UnresolvedAssetJobDefinition]
+    jobs: list[AssetJob]
     schedules: list[dg.ScheduleDefinition]
 
 
 def _schedule(
-    name: str, job: UnresolvedAssetJobDefinition, settings: ScheduleSection, timezone: str,
+    name: str, job: AssetJob, settings: ScheduleSection, timezone: str,
     config: dict[str, dg.Config], tags: dict[str, str], description: str,
 ) -> dg.ScheduleDefinition:
     @dg.schedule(

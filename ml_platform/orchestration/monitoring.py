@@ -6,8 +6,10 @@ Monitoring is off the training path: these checks belong to the model's monitori
 to its training job. They evaluate schema-validated data, so bad data fails at validation first,
 with its table. They are WARN in Dagster's terms and never raise, so they can't stop anything;
 how loud they are lives in their alert severity (from the declaration), which the alert sensor
-reads from their metadata. They are `blocking=True` only so that, within a run, the assets
-downstream of validated_data (the report) wait for them.
+reads from their metadata. They are `blocking=True` so that, within a run, the assets
+downstream of validated_data wait for them: the report, and in a run of everything also
+trained_model (so they judge the new data against the model in production before this run's
+candidate). Since they never raise and only ever fail as WARN, that wait never stops anything.
 
 A check that cannot evaluate fails (WARN) with "not evaluated: <why>": it never shows as a
 green pass. Before the first production model that is expected, and alerted LOW only.
@@ -90,8 +92,14 @@ def _not_evaluated(check: str, asset: dg.AssetKey, reason: str, severity: str, *
 @dataclass(frozen=True)
 class ProductionModel:
     version: str
+    features: list[str]  # in the order the model was fitted on
     reference: ModelReference
     model: Any
+
+
+def _one_line(exc: BaseException) -> str:
+    lines = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {lines[0] if lines else ''}"
 
 
 def load_production(registry: ModelRegistry, data: SourceData) -> ProductionModel:
@@ -99,15 +107,20 @@ def load_production(registry: ModelRegistry, data: SourceData) -> ProductionMode
     version = registry.alias("production")
     if version is None:
         raise NotEvaluated("no production model yet", expected=True)
-    require_same_features(version, registry.get(version).features, data.spec)
+    try:
+        features = registry.get(version).features
+    except RegistryError as exc:
+        raise NotEvaluated(f"production {version} cannot be read: {exc}") from exc
+    require_same_features(version, features, data.spec)
     raw = registry.attachment(version, REFERENCE_FILE)
     if raw is None:
         raise NotEvaluated(f"production {version} has no drift reference (it was trained before references were stored)")
     try:
-        model = registry.load(version)
+        return ProductionModel(version, features, ModelReference.from_json(raw), registry.load(version))
     except RegistryError as exc:
         raise NotEvaluated(f"production {version} cannot be loaded: {exc}") from exc
-    return ProductionModel(version, ModelReference.from_json(raw), model)
+    except (ValueError, KeyError, TypeError) as exc:  # a damaged drift reference
+        raise NotEvaluated(f"production {version}'s drift reference is unreadable: {_one_line(exc)}") from exc
 
 
 @dataclass(frozen=True)
@@ -147,24 +160,29 @@ def build_monitoring(model: DeclaredModel) -> MonitoringDefinitions:
         }
         try:
             production = load_production(model_registry.registry(model.name), validated_data)
-        except NotEvaluated as exc:
+        except Exception as exc:  # noqa: BLE001 - a monitoring check reports its failure, it never raises
+            expected = isinstance(exc, NotEvaluated) and exc.expected
+            reason = str(exc) if isinstance(exc, NotEvaluated) else _one_line(exc)
+            if not isinstance(exc, NotEvaluated):
+                context.log.warning(f"monitoring could not load the production model:\n{traceback.format_exc()}")
             for check in MONITORING_CHECKS:
-                yield _not_evaluated(check, asset, str(exc), EXPECTED_SEVERITY if exc.expected else severities[check])
+                yield _not_evaluated(check, asset, reason, EXPECTED_SEVERITY if expected else severities[check])
             return
 
         frame, spec = validated_data.frame, validated_data.spec
         version = production.version
+        x = frame[production.features]  # the model's own column order, whatever the file's
         predictions = None
 
         def predicted() -> Any:
             nonlocal predictions
             if predictions is None:
-                predictions = production.model.predict(frame[spec.feature_names])
+                predictions = production.model.predict(x)
             return predictions
 
         def data_drift_result() -> dg.AssetCheckResult:
             outcome, table = data_drift(
-                production.reference, frame[spec.feature_names], config.data_drift.psi_threshold, config.data_drift.drift_share
+                production.reference, x, config.data_drift.psi_threshold, config.data_drift.drift_share
             )
             return _result(
                 DATA_DRIFT, asset, outcome, severities[DATA_DRIFT], model_version=version,
@@ -189,7 +207,7 @@ def build_monitoring(model: DeclaredModel) -> MonitoringDefinitions:
                 yield _not_evaluated(check, asset, str(exc), severities[check], model_version=version)
             except Exception as exc:  # noqa: BLE001 - a monitoring check reports its failure, it never raises
                 context.log.warning(f"{check} could not evaluate:\n{traceback.format_exc()}")
-                yield _not_evaluated(check, asset, f"{type(exc).__name__}: {exc}", severities[check], model_version=version)
+                yield _not_evaluated(check, asset, _one_line(exc), severities[check], model_version=version)
 
     @dg.asset_check(
         asset=names.production_model,
@@ -233,17 +251,19 @@ def build_monitoring(model: DeclaredModel) -> MonitoringDefinitions:
 
 
 def last_pipeline_run_seconds(instance: dg.DagsterInstance, names: ModelNames, exclude_run_id: str | None) -> tuple[str, float] | None:
-    """Duration of the model's newest finished pipeline run (its training job, or any run that
-    materialized its production_model)."""
-    records = instance.get_run_records(
-        dg.RunsFilter(statuses=[dg.DagsterRunStatus.SUCCESS, dg.DagsterRunStatus.FAILURE]), limit=100
-    )
-    for record in records:
-        run = record.dagster_run
-        is_pipeline = run.job_name == names.training_job or names.production_model in (run.asset_selection or set())
-        if run.run_id != exclude_run_id and is_pipeline and record.start_time and record.end_time:
-            return run.run_id, record.end_time - record.start_time
-    return None
+    """Duration of the model's newest successful pipeline run: a run of its training job, or the
+    run (of any job but the rollback) that last materialized its production_model."""
+    succeeded = [dg.DagsterRunStatus.SUCCESS]
+    records = list(instance.get_run_records(dg.RunsFilter(job_name=names.training_job, statuses=succeeded), limit=2))
+    latest = instance.get_latest_materialization_event(names.production_model)
+    if latest is not None and (record := instance.get_run_record_by_id(latest.run_id)) is not None:
+        if record.dagster_run.job_name != names.rollback_job and record.dagster_run.status in succeeded:
+            records.append(record)
+    finished = [r for r in records if r.dagster_run.run_id != exclude_run_id and r.start_time and r.end_time]
+    if not finished:
+        return None
+    newest = max(finished, key=lambda r: r.end_time or 0.0)
+    return newest.dagster_run.run_id, (newest.end_time or 0.0) - (newest.start_time or 0.0)
 
 
 def _latest_evaluations(instance: dg.DagsterInstance, names: ModelNames) -> dict[dg.AssetCheckKey, tuple[Any, Any]]:

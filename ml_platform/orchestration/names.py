@@ -8,10 +8,8 @@ import dagster as dg
 # to one run per model at a time (see dagster_home/dagster.yaml).
 MODEL_TAG = "ml_platform/model"
 TRAINING_TAG = "ml_platform/training"
-# Set on a run by the platform's IO manager: the host of the run's worker (see run_launcher.py).
-WORKER_HOST_TAG = "ml_platform/worker_host"
-# Every writer of a model's registry aliases runs in this Dagster pool (limit 1 in dagster.yaml).
-REGISTRY_POOL = "model_registry"
+# Set on a run by the platform's IO manager: `host:pid:start` of the run's worker (see run_launcher.py).
+WORKER_TAG = "ml_platform/worker"
 
 SCHEMA_CHECK = "pandera_schema"
 ACCURACY_CHECK = "accuracy_above_threshold"
@@ -48,6 +46,13 @@ class ModelNames:
     @property
     def monitoring_report(self) -> dg.AssetKey:
         return self.asset("monitoring_report")
+
+    @property
+    def registry_pool(self) -> str:
+        """The Dagster pool of every step that writes this model's registry (training, the gate,
+        the rollback): one at a time across all runs however launched (pools' limit is 1 in
+        dagster.yaml), so two runs on the same data cannot both register it."""
+        return f"{self.model}_registry"
 
     @property
     def data_source(self) -> str:

@@ -13,7 +13,7 @@ import pandas as pd
 
 from ml_platform.data.sources import DataSourceError, DatasetSpec, SourceData, fingerprint_frame
 from ml_platform.data.validation import DataValidationError, ValidationPolicy, validate_frame
-from ml_platform.declaration import DeclaredModel
+from ml_platform.declaration import DeclaredModel, ModelDeclaration
 from ml_platform.model.gate import GatePolicy, decide_promotion
 from ml_platform.model.provenance import code_digest, code_version, library_versions
 from ml_platform.model.registry import ModelRegistry, RegistryError
@@ -28,7 +28,7 @@ from ml_platform.model.training import (
 from ml_platform.monitoring.checks import REFERENCE_FILE, build_reference
 from ml_platform.orchestration.config import config_class
 from ml_platform.orchestration.metadata import frame_table
-from ml_platform.orchestration.names import ACCURACY_CHECK, REGISTRY_POOL, SCHEMA_CHECK, ModelNames
+from ml_platform.orchestration.names import ACCURACY_CHECK, SCHEMA_CHECK, ModelNames
 from ml_platform.orchestration.resources import DataSourceResource, ModelRegistryResource
 from ml_platform.paths import platform_home
 
@@ -70,15 +70,28 @@ def candidate_check_result(instance: dg.DagsterInstance, key: dg.AssetCheckKey, 
     return None
 
 
+def declared_settings(declaration: ModelDeclaration) -> dict[str, Any]:
+    """The declaration as the UI shows it (the synthetic generator's knobs only for that source)."""
+    exclude = {"source": {"synthetic"}} if declaration.source.kind != "synthetic" else None
+    return declaration.model_dump(mode="json", exclude=exclude)
+
+
 def registry_link(registry: ModelRegistry, version: str) -> dg.MetadataValue:
     location = registry.location(version)
     return dg.MetadataValue.path(location) if "://" not in location else dg.MetadataValue.url(location)
 
 
-def production_classes(registry: ModelRegistry) -> list[Any] | None:
-    """The classes the production model was trained on (None before the first model)."""
+def production_classes(registry: ModelRegistry, log: Any) -> list[Any] | None:
+    """The classes the production model was trained on (None before the first model, or when
+    the production version cannot be read: retraining is then the way out, so it goes on)."""
     version = registry.alias("production")
-    return registry.get(version).metadata.get("classes") if version else None
+    if version is None:
+        return None
+    try:
+        return registry.get(version).metadata.get("classes")
+    except RegistryError as exc:
+        log.warning(f"labels not checked against the production model's classes: {exc}")
+        return None
 
 
 @dataclass(frozen=True)
@@ -157,7 +170,7 @@ def build_pipeline_assets(model: DeclaredModel) -> PipelineAssets:
         """raw_data restricted to the declared features, with every Pandera check passed and every
         label among the known classes."""
         policy = ValidationPolicy(min_rows=config.min_rows, max_invalid_fraction=config.max_invalid_fraction)
-        known = None if config.allow_new_classes else production_classes(model_registry.registry(model.name))
+        known = None if config.allow_new_classes else production_classes(model_registry.registry(model.name), context.log)
         try:
             result = validate_frame(raw_data.frame, raw_data.spec, policy, production_classes=known)
         except DataValidationError as exc:
@@ -216,6 +229,7 @@ def build_pipeline_assets(model: DeclaredModel) -> PipelineAssets:
         group_name=model.name,
         kinds={"scikit-learn"},
         ins={"validated_data": dg.AssetIn(key=names.validated_data)},
+        pool=names.registry_pool,
         check_specs=[
             dg.AssetCheckSpec(
                 ACCURACY_CHECK,
@@ -336,11 +350,11 @@ def build_pipeline_assets(model: DeclaredModel) -> PipelineAssets:
         group_name=model.name,
         kinds={"scikit-learn"},
         ins={"trained_model": dg.AssetIn(key=names.trained_model)},
-        pool=REGISTRY_POOL,
+        pool=names.registry_pool,
         freshness_policy=dg.FreshnessPolicy.time_window(
             fail_window=timedelta(hours=freshness.fail_hours), warn_window=timedelta(hours=freshness.warn_hours)
         ),
-        metadata={DECLARATION_METADATA: dg.MetadataValue.json(declaration.model_dump(mode="json"))},
+        metadata={DECLARATION_METADATA: dg.MetadataValue.json(declared_settings(declaration))},
     )
     def production_model(
         context: dg.AssetExecutionContext,
@@ -362,12 +376,12 @@ def build_pipeline_assets(model: DeclaredModel) -> PipelineAssets:
         champion_metrics: dict[str, float] | None = None
         features_match = True
         if champion is not None and champion != candidate.version:
-            features_match = registry.get(champion).features == candidate.spec.feature_names
-            if features_match:
-                try:
+            try:
+                features_match = registry.get(champion).features == candidate.spec.feature_names
+                if features_match:
                     champion_metrics = evaluate(registry.load(champion), candidate.holdout, candidate.spec)
-                except RegistryError as exc:
-                    context.log.warning(f"champion {champion} cannot be loaded, so cannot be compared: {exc}")
+            except RegistryError as exc:
+                context.log.warning(f"champion {champion} cannot be loaded, so cannot be compared: {exc}")
 
         decision = decide_promotion(
             candidate_version=candidate.version,
@@ -385,6 +399,8 @@ def build_pipeline_assets(model: DeclaredModel) -> PipelineAssets:
                 metrics=candidate.metrics,
             )
             context.log.info(f"promoted {candidate.version}: {decision.reason}")
+        elif candidate.version == champion:
+            context.log.info(f"kept {champion} in production: {decision.reason}")
         else:
             context.log.warning(f"kept {champion or 'no model'} in production: {decision.reason}")
 

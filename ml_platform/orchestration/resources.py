@@ -6,7 +6,7 @@ that overrides one field (say `path`) keeps the others. The registry resource is
 model has its own namespace below its root.
 """
 
-from typing import Any, Literal
+from typing import Any
 
 import dagster as dg
 import pydantic
@@ -19,7 +19,7 @@ from ml_platform.data.sources import (
     read_table_file,
     with_declared_classes,
 )
-from ml_platform.declaration import DeclaredModel, SyntheticSection
+from ml_platform.declaration import DeclaredModel, SourceKind, SyntheticSection
 from ml_platform.model.registry import ModelRegistry
 from ml_platform.orchestration.config import config_class
 from ml_platform.paths import model_registry_url
@@ -31,7 +31,7 @@ SyntheticSourceConfig = config_class("SyntheticSourceConfig", SyntheticSection()
 class DataSourceResource(dg.ConfigurableResource):
     """Where a model's `raw_data` comes from: its declaration's `source` section, field for field."""
 
-    kind: Literal["bundled", "synthetic", "csv", "parquet"] = "bundled"
+    kind: SourceKind = "bundled"
     path: str | None = None  # csv / parquet; the declaration's relative path is resolved against the project
     target: str = "target"
     features: list[str] | None = None
@@ -53,7 +53,7 @@ class DataSourceResource(dg.ConfigurableResource):
         fields: dict[str, Any] = {name: (cls.model_fields[name].annotation, value) for name, value in declared.items()}
         synthetic = config_class("SyntheticSourceConfig", source.synthetic)
         fields["synthetic"] = (synthetic, synthetic())
-        return pydantic.create_model(cls.__name__, __base__=cls, **fields)()
+        return pydantic.create_model(f"{cls.__name__}_{model.name}", __base__=cls, **fields)()
 
     def describe(self) -> str:
         return f"{self.kind}:{self.path}" if self.kind in ("csv", "parquet") else self.kind

@@ -5,9 +5,9 @@ import dagster as dg
 from ml_platform.data.sources import DataSourceError
 from ml_platform.declaration import DeclaredModel
 from ml_platform.model.registry import RegistryError
-from ml_platform.orchestration.names import MODEL_TAG, REGISTRY_POOL, ModelNames
+from ml_platform.orchestration.names import MODEL_TAG, ModelNames
 from ml_platform.orchestration.pipeline import registry_link
-from ml_platform.orchestration.resources import DataSourceResource, ModelRegistryResource
+from ml_platform.orchestration.resources import DataSourceResource
 
 
 class RollbackConfig(dg.Config):
@@ -20,7 +20,7 @@ def build_rollback_job(model: DeclaredModel) -> dg.JobDefinition:
 
     @dg.op(
         name=f"{model.name}_rollback_production_model",
-        pool=REGISTRY_POOL,
+        pool=names.registry_pool,
         out=dg.Out(dict),
         required_resource_keys={names.data_source, "model_registry"},
     )

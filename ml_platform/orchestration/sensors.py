@@ -89,16 +89,19 @@ def model_of_run(run: dg.DagsterRun) -> str | None:
 
 
 def alert_for_failed_run(run: dg.DagsterRun, message: str, alerting: AlertingResource) -> Alert:
+    model = model_of_run(run)
+    # An ad-hoc run of assets (CLI, "Materialize" in the UI) has an internal job name: say whose it was.
+    job = run.job_name if not run.job_name.startswith("__") else f"{model or 'an'} asset run"
     return Alert(
         severity=Severity.HIGH,
-        asset=run.job_name,
+        asset=job,
         check="run_failure",
-        message=f"Run of {run.job_name} failed: {message}",
+        message=f"Run of {job} failed: {message}",
         recommended_action="Open the run in the Dagster UI, fix the cause and re-run it",
         run_id=run.run_id,
         environment=alerting.environment,
         run_url=run_url(alerting.webserver_base_url, run.run_id),
-        model=model_of_run(run),
+        model=model,
     )
 
 

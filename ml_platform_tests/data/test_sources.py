@@ -5,11 +5,15 @@ import pandas as pd
 import pytest
 
 from ml_platform.data.sources import (
+    DatasetSpec,
     DataSourceError,
+    FeatureSpec,
+    SourceData,
     fingerprint_frame,
     generate_synthetic,
     load_breast_cancer_source,
     read_table_file,
+    with_declared_classes,
 )
 
 
@@ -106,3 +110,27 @@ def test_fingerprint_changes_with_any_value_and_ignores_the_index() -> None:
     changed.loc[57, "x"] = 57.000001
     assert fingerprint_frame(changed) != fp
     assert fingerprint_frame(frame.rename(columns={"x": "z"})) != fp
+
+
+@pytest.mark.parametrize(
+    "labels, declared, expected",
+    [
+        ([0, 1] * 5, ["0", "1"], (0, 1)),
+        ([0.0, 1.0] * 5, ["0", "1"], (0.0, 1.0)),          # a label column with gaps reads as float
+        ([0.0, 1.0] * 5, ["0.0", "1.0"], (0.0, 1.0)),
+        ([True, False] * 5, ["0", "1"], (False, True)),     # YAML's [false, true] arrives as 0 and 1
+        ([True, False] * 5, ["false", "true"], (False, True)),
+        (["no", "yes"] * 5, ["no", "yes"], ("no", "yes")),
+    ],
+)
+def test_declared_classes_take_the_type_of_the_target_column(labels, declared, expected) -> None:
+    frame = pd.DataFrame({"x": range(len(labels)), "y": labels})
+    source = SourceData(frame, DatasetSpec((FeatureSpec("x"),), "y"), "csv:t.csv")
+    assert with_declared_classes(source, declared).spec.classes == expected
+
+
+def test_declared_classes_that_cannot_be_labels_of_the_target_are_named() -> None:
+    frame = pd.DataFrame({"x": range(4), "y": [0, 1, 0, 1]})
+    source = SourceData(frame, DatasetSpec((FeatureSpec("x"),), "y"), "csv:t.csv")
+    with pytest.raises(DataSourceError, match=r"declared classes \['no', 'yes'\] are not values of the target column's type \(int64\)"):
+        with_declared_classes(source, ["no", "yes"])

@@ -56,14 +56,16 @@ def test_tampered_truncated_or_missing_artifact_is_refused_naming_the_version(tm
 
 
 def test_unknown_version_and_alias_give_clear_errors(tmp_path: Path) -> None:
-    registry = ModelRegistry(tmp_path)
+    registry = ModelRegistry(tmp_path / "churn")
     with pytest.raises(RegistryError, match="model version 'v9' not found"):
         registry.get("v9")
-    with pytest.raises(RegistryError, match="no model has the alias 'production' yet"):
+    with pytest.raises(RegistryError, match="no registry of model 'churn' at .*: train it first, or say where"):
         load_production_model("churn", registry_root=tmp_path)
     with pytest.raises(TypeError, match="takes a model name"):
         load_production_model(tmp_path)  # the pre-declaration signature took the registry path
     registry.register(fitted(0), {})
+    with pytest.raises(RegistryError, match="no model has the alias 'production' yet"):
+        load_production_model("churn", registry_root=tmp_path)
     with pytest.raises(RegistryError, match="unknown alias 'champion'"):
         registry.set_alias("champion", "v1", reason="x")
 
