@@ -43,21 +43,20 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "benchmarks"))
 
+import measure  # noqa: E402
 from ml_platform_tests.projects import Project, make_project  # noqa: E402
 
 RATIO_TARGET = 1.5
@@ -67,7 +66,7 @@ JOBS_PER_MODEL = 3  # <model>_training, <model>_monitoring, <model>_rollback
 # breast_cancer as ml_platform/defs/breast_cancer/defs.yaml declares it (its other values are the defaults).
 BREAST_CANCER: dict[str, Any] = {
     "description": "Breast-cancer diagnosis from cell-nucleus measurements (scikit-learn bundled data)",
-    "source": {"kind": "bundled", "target": "target", "classes": [0, 1]},
+    "source": {"kind": "bundled"},
 }
 
 
@@ -78,7 +77,7 @@ def synthetic(rows: int, features: int, seed: int, **knobs: Any) -> dict[str, An
 # Nine more models, each declared differently, so nothing is shared by accident between them.
 OTHER_MODELS: dict[str, dict[str, Any]] = {
     "cancer_forest": {
-        "source": {"kind": "bundled", "classes": [0, 1]},
+        "source": {"kind": "bundled"},
         "training": {"estimator": "random_forest", "params": {"n_estimators": 50, "max_depth": 6}},
         "gate": {"metric": "roc_auc", "tolerance": 0.005},
     },
@@ -154,13 +153,8 @@ class MeasurementFailed(RuntimeError):
 
 
 @dataclass
-class Measurement:
-    label: str
-    wall_s: float
-    max_rss_mb: float
-    user_s: float
-    sys_s: float
-    child: dict[str, Any] = field(default_factory=dict)
+class Measurement(measure.Measurement):
+    child: dict[str, Any] = field(default_factory=dict)  # what the child printed (phases, counts)
 
 
 @dataclass(frozen=True)
@@ -171,20 +165,8 @@ class Command:
     models: int  # 0 for the import-only baseline
 
 
-def cpu_model() -> str:
-    """The CPU's 'model name' from /proc/cpuinfo (else platform.processor())."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
-
-
 def clean_env(dagster_home: Path, pythonpath: Path | None) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("ML_PLATFORM_") and k not in ("DAGSTER_HOME", "PYTHONPATH")}
-    env["DAGSTER_HOME"] = str(dagster_home)
+    env = measure.clean_env("PYTHONPATH", DAGSTER_HOME=str(dagster_home))
     if pythonpath is not None:
         env["PYTHONPATH"] = str(pythonpath)
     return env
@@ -193,29 +175,12 @@ def clean_env(dagster_home: Path, pythonpath: Path | None) -> dict[str, str]:
 def run_measured(command: Command, timeout: float, scratch: Path) -> Measurement:
     """Run the command in a fresh interpreter, timed from outside; raise MeasurementFailed on error."""
     log = scratch / f"{command.label}.log"
-    with log.open("wb") as out:
-        spawned_at = time.time()
-        start = time.perf_counter()
-        proc = subprocess.Popen([sys.executable, "-c", command.code], cwd=scratch, env=command.env,
-                                stdout=out, stderr=subprocess.STDOUT)
-        deadline = start + timeout
-        while True:
-            pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
-            if pid:
-                break
-            if time.perf_counter() > deadline:
-                proc.kill()
-                pid, status, usage = os.wait4(proc.pid, 0)
-                break
-            time.sleep(0.002)
-        wall = time.perf_counter() - start
-        reaped_at = time.time()
-    code = os.waitstatus_to_exitcode(status)
-    proc.returncode = code  # reaped by wait4; keep Popen from waiting again
+    run = measure.run_child([sys.executable, "-c", command.code], cwd=scratch, env=command.env, log=log,
+                            timeout=timeout, poll_s=0.002)
     text = log.read_text(errors="replace")
-    if code != 0:
-        raise MeasurementFailed(f"{command.label}: exit {code} after {wall:.1f} s; output tail:\n{text[-3000:]}")
-    child: dict[str, Any] = {}
+    if run.exit_code != 0:
+        raise MeasurementFailed(f"{command.label}: exit {run.exit_code} after {run.wall_s:.1f} s; output tail:\n{text[-3000:]}")
+    m = Measurement.of(command.label, run, wall_digits=4, cpu_digits=3)
     if command.models:
         lines = [line for line in text.splitlines() if line.startswith("{")]
         if not lines:
@@ -226,10 +191,10 @@ def run_measured(command: Command, timeout: float, scratch: Path) -> Measurement
         # Outside the script's own timers (wall clock, parent and child): interpreter start-up
         # until the script's first line, and from its last line until the process was reaped
         # (interpreter shutdown: module teardown and the final garbage collection).
-        child["phases_s"] = {"startup": child["started_at"] - spawned_at, **child["phases_s"],
-                             "teardown": reaped_at - child["finished_at"]}
-    return Measurement(command.label, round(wall, 4), round(usage.ru_maxrss / 1024, 1),
-                       round(usage.ru_utime, 3), round(usage.ru_stime, 3), child)
+        child["phases_s"] = {"startup": child["started_at"] - run.spawned_at, **child["phases_s"],
+                             "teardown": run.reaped_at - child["finished_at"]}
+        m.child = child
+    return m
 
 
 def full_load(label: str, project: Project, models: int, home: Path) -> Command:
@@ -238,20 +203,13 @@ def full_load(label: str, project: Project, models: int, home: Path) -> Command:
 
 
 def summary(ms: list[Measurement]) -> dict[str, Any]:
-    walls = [m.wall_s for m in ms]
-    out: dict[str, Any] = {
-        "n": len(ms),
-        "median_s": round(statistics.median(walls), 3),
-        "min_s": round(min(walls), 3),
-        "max_s": round(max(walls), 3),
-        "median_max_rss_mb": round(statistics.median(m.max_rss_mb for m in ms), 1),
-    }
+    """measure.summary, plus (for the full loads) the median of each phase the child timed and what it built."""
+    extra: dict[str, Any] = {}
     if ms and ms[0].child:
         phases = ms[0].child["phases_s"]
-        out["child_phases_median_s"] = {p: round(statistics.median(m.child["phases_s"][p] for m in ms), 3) for p in phases}
-        out["built"] = {k: ms[0].child[k] for k in ("assets", "jobs", "schedules", "sensors")}
-    out["runs"] = [asdict(m) for m in ms]
-    return out
+        extra["child_phases_median_s"] = {p: round(statistics.median(m.child["phases_s"][p] for m in ms), 3) for p in phases}
+        extra["built"] = {k: ms[0].child[k] for k in ("assets", "jobs", "schedules", "sensors")}
+    return measure.summary(ms, extra)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -281,11 +239,7 @@ def main(argv: list[str] | None = None) -> int:
 
     results: dict[str, Any] = {
         "benchmark": "code location load: 1 vs 10 declared models",
-        "machine": {"cpu_model": cpu_model(), "cpus": os.cpu_count(), "python": platform.python_version(),
-                    "dagster": dagster.__version__, "platform": platform.platform(),
-                    # Set: no .pyc is written, so every child compiles ml_platform (and the project) from source.
-                    "PYTHONDONTWRITEBYTECODE": os.environ.get("PYTHONDONTWRITEBYTECODE", ""),
-                    "loadavg_start": [round(x, 2) for x in os.getloadavg()]},
+        "machine": measure.machine(dagster=dagster.__version__),
         "started_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "repeat": args.repeat,
         "commands": {c.label: ("python -c " + json.dumps(c.code)) for c in commands},
@@ -333,7 +287,7 @@ def main(argv: list[str] | None = None) -> int:
                 "per_extra_model_s": round((built_ten - built_one) / len(OTHER_MODELS), 3),
             },
         })
-    results["machine"]["loadavg_end"] = [round(x, 2) for x in os.getloadavg()]
+    results["machine"]["loadavg_end"] = measure.loadavg()
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(json.dumps(results, indent=2))
     if not ok:

@@ -51,18 +51,20 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "benchmarks"))
+
+import measure  # noqa: E402
+
 BIN = Path(sys.executable).parent
 DAGSTER = str(BIN / "dagster") if (BIN / "dagster").exists() else (shutil.which("dagster") or "dagster")
 PLAIN = str(REPO / "benchmarks" / "plain_pipeline.py")
@@ -77,28 +79,12 @@ class RunFailed(RuntimeError):
 
 
 @dataclass
-class Measurement:
-    label: str
-    wall_s: float
-    max_rss_mb: float
-    user_s: float
-    sys_s: float
-    detail: dict[str, Any] = field(default_factory=dict)
-
-
-def cpu_model() -> str:
-    """The CPU's 'model name' from /proc/cpuinfo (else platform.processor())."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
+class Measurement(measure.Measurement):
+    detail: dict[str, Any] = field(default_factory=dict)  # what the run reported (steps, metrics, rows)
 
 
 def clean_env(**extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("ML_PLATFORM_") and k != "DAGSTER_HOME"}
+    env = measure.clean_env()
     env["PYTHONWARNINGS"] = env.get("PYTHONWARNINGS", "")
     env.update(extra)
     return env
@@ -106,24 +92,8 @@ def clean_env(**extra: str) -> dict[str, str]:
 
 def run_measured(label: str, cmd: list[str], env: dict[str, str], log: Path, timeout: float) -> tuple[Measurement, int, int]:
     """Run `cmd`, timing it from outside; returns (measurement, exit code, pid)."""
-    with log.open("wb") as out:
-        start = time.perf_counter()
-        proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT)
-        deadline = start + timeout
-        while True:
-            pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
-            if pid:
-                break
-            if time.perf_counter() > deadline:
-                proc.kill()
-                pid, status, usage = os.wait4(proc.pid, 0)
-                break
-            time.sleep(0.005)
-        wall = time.perf_counter() - start
-    code = os.waitstatus_to_exitcode(status)
-    proc.returncode = code  # reaped by wait4; keep Popen from waiting again
-    m = Measurement(label, round(wall, 3), round(usage.ru_maxrss / 1024, 1), round(usage.ru_utime, 2), round(usage.ru_stime, 2))
-    return m, code, proc.pid
+    run = measure.run_child(cmd, cwd=REPO, env=env, log=log, timeout=timeout, poll_s=0.005)
+    return Measurement.of(label, run, wall_digits=3, cpu_digits=2), run.exit_code, run.pid
 
 
 def new_home() -> Path:
@@ -249,18 +219,6 @@ def plain_run(label: str, args: list[str], timeout: float) -> Measurement:
         shutil.rmtree(work, ignore_errors=True)
 
 
-def summary(ms: list[Measurement]) -> dict[str, Any]:
-    walls = [m.wall_s for m in ms]
-    return {
-        "n": len(ms),
-        "median_s": round(statistics.median(walls), 3),
-        "min_s": round(min(walls), 3),
-        "max_s": round(max(walls), 3),
-        "median_max_rss_mb": round(statistics.median(m.max_rss_mb for m in ms), 1),
-        "runs": [asdict(m) for m in ms],
-    }
-
-
 def fmt_row(cells: list[Any], widths: list[int]) -> str:
     return "  ".join(str(c).ljust(w) if i == 0 else str(c).rjust(w) for i, (c, w) in enumerate(zip(cells, widths)))
 
@@ -285,11 +243,7 @@ def main() -> int:
         args.keep_logs.mkdir(parents=True, exist_ok=True)
 
     results: dict[str, Any] = {
-        "machine": {"cpu_model": cpu_model(), "cpus": os.cpu_count(), "python": platform.python_version(),
-                    "platform": platform.platform(),
-                    # Set: no .pyc is written, so every child compiles ml_platform from source.
-                    "PYTHONDONTWRITEBYTECODE": os.environ.get("PYTHONDONTWRITEBYTECODE", ""),
-                    "loadavg_start": [round(x, 2) for x in os.getloadavg()]},
+        "machine": measure.machine(),
         "started_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
     results["dagster_home"] = "one shared DAGSTER_HOME for section a" if args.shared_home else "fresh DAGSTER_HOME per run"
@@ -306,7 +260,7 @@ def main() -> int:
             dag.append(dagster_run("dagster_bundled", None, args.timeout, args.keep_logs, shared_home))
             plain.append(plain_run("plain_bundled", ["--source", "bundled"], args.timeout))
             print(f"  bundled {i + 1}/{args.repeat}: dagster {dag[-1].wall_s:.2f} s, plain {plain[-1].wall_s:.2f} s", flush=True)
-        a_dag, a_plain = summary(dag), summary(plain)
+        a_dag, a_plain = measure.summary(dag), measure.summary(plain)
         ratio = round(a_dag["median_s"] / a_plain["median_s"], 2)
         results["bundled"] = {"dagster": a_dag, "plain": a_plain, "ratio_of_medians": ratio,
                               "target_ratio": RATIO_TARGET, "meets_target": ratio <= RATIO_TARGET,
@@ -322,7 +276,7 @@ def main() -> int:
                 print(f"  synthetic {args.rows:,} x {args.features} {i + 1}/{args.large_repeat} ...", flush=True)
                 ldag.append(dagster_run("dagster_large", config, args.timeout, args.keep_logs))
                 lplain.append(plain_run("plain_large", plain_args, args.timeout))
-            b_dag, b_plain = summary(ldag), summary(lplain)
+            b_dag, b_plain = measure.summary(ldag), measure.summary(lplain)
             results["large"] = {"rows": args.rows, "features": args.features, "dagster": b_dag, "plain": b_plain,
                                 "ratio_of_medians": round(b_dag["median_s"] / b_plain["median_s"], 2),
                                 "rss_ratio": round(b_dag["median_max_rss_mb"] / b_plain["median_max_rss_mb"], 2),
@@ -352,7 +306,7 @@ def main() -> int:
             shutil.rmtree(scratch, ignore_errors=True)
         results["imports"] = {k: {"median_s": round(statistics.median(v), 3), "runs": v} for k, v in timings.items() if v}
 
-    results["machine"]["loadavg_end"] = [round(x, 2) for x in os.getloadavg()]
+    results["machine"]["loadavg_end"] = measure.loadavg()
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(json.dumps(results, indent=2))
 

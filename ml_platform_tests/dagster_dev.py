@@ -49,13 +49,16 @@ class DagsterDev:
     """Starts `dagster dev` and waits until the webserver answers; stops the whole process group."""
 
     def __init__(
-        self, dagster_home: Path, env: dict[str, str], log_path: Path, module: str = "ml_platform", cwd: Path = REPO_ROOT
+        self, dagster_home: Path, env: dict[str, str], log_path: Path, module: str = "ml_platform", cwd: Path = REPO_ROOT,
+        tool: str = "dagster",
     ) -> None:
         self.port = free_port()
         self.env = {**os.environ, **env, "DAGSTER_HOME": str(dagster_home)}
         self.log_path = log_path
         self.module = module
         self.cwd = cwd
+        # `dagster dev -m <module>`, or `dg dev`, which finds the project from its pyproject.toml.
+        self.command = [str(BIN / "dagster"), "dev", "-m", module] if tool == "dagster" else [str(BIN / "dg"), "dev"]
         self.process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -65,7 +68,7 @@ class DagsterDev:
     def start(self, timeout: float = 120.0) -> DagsterDev:
         log = self.log_path.open("wb")
         self.process = subprocess.Popen(
-            [str(BIN / "dagster"), "dev", "-m", self.module, "-h", "127.0.0.1", "-p", str(self.port)],
+            [*self.command, "--host", "127.0.0.1", "--port", str(self.port)],
             cwd=self.cwd, env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
         )
         deadline = time.monotonic() + timeout
@@ -103,6 +106,15 @@ class DagsterDev:
             [str(BIN / "dagster"), "asset", "materialize", "-m", self.module, *args],
             cwd=self.cwd, env={**self.env, **(env or {})}, capture_output=True, text=True, timeout=timeout,
         )
+
+    def graphql(self, query: str) -> dict:
+        import json
+
+        request = urllib.request.Request(
+            f"{self.url}/graphql", data=json.dumps({"query": query}).encode(), headers={"Content-Type": "application/json"}
+        )
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return json.loads(response.read())["data"]
 
     def launch(self, job_name: str, run_config: dict | None = None) -> str:
         """Submit a run as the UI's Launchpad does (GraphQL), to the instance's run queue."""

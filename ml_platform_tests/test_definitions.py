@@ -110,6 +110,24 @@ def test_schedules_can_be_declared_off_and_the_monitoring_cadence_changed() -> N
 
 
 @pytest.mark.slow
+def test_dg_dev_serves_the_code_location_with_its_jobs_and_schedules(tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from ml_platform_tests.dagster_dev import DagsterDev, make_dagster_home
+
+    home = make_dagster_home(tmp_path / "dagster_home")
+    monkeypatch.setenv("DAGSTER_HOME", str(home))
+    with DagsterDev(home, {}, tmp_path / "dg_dev.log", tool="dg") as dev:
+        data = dev.graphql(
+            "{ workspaceOrError { ... on Workspace { locationEntries { name loadStatus locationOrLoadError {"
+            " __typename ... on RepositoryLocation { repositories { jobs { name } schedules { name } } } } } } } }"
+        )
+    [entry] = data["workspaceOrError"]["locationEntries"]
+    assert (entry["name"], entry["loadStatus"]) == ("ml_platform", "LOADED")
+    [repository] = entry["locationOrLoadError"]["repositories"]
+    assert {j["name"] for j in repository["jobs"]} >= {"breast_cancer_training", "breast_cancer_monitoring", "breast_cancer_rollback"}
+    assert {s["name"] for s in repository["schedules"]} == {"breast_cancer_retrain_schedule", "breast_cancer_monitoring_schedule"}
+
+
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "command",
     [["dagster", "definitions", "validate", "-w", "workspace.yaml"], ["dagster", "definitions", "validate"], ["dg", "check", "defs"]],

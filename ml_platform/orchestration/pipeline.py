@@ -115,11 +115,12 @@ def build_pipeline_assets(model: DeclaredModel) -> PipelineAssets:
     TrainingConfig = config_class("TrainingConfig", declaration.training, extra={"accuracy_check": declaration.checks.accuracy})
     PromotionConfig = config_class("PromotionConfig", declaration.gate)
     source_key = names.data_source
+    # Every asset of a model: under its key prefix, in its group.
+    of_the_model: dict[str, Any] = {"key_prefix": [model.name], "group_name": model.name}
 
     @dg.asset(
         name="raw_data",
-        key_prefix=[model.name],
-        group_name=model.name,
+        **of_the_model,
         retry_policy=EXTRACT_RETRY_POLICY,
         kinds={"pandas"},
         required_resource_keys={source_key},
@@ -148,8 +149,7 @@ def build_pipeline_assets(model: DeclaredModel) -> PipelineAssets:
 
     @dg.asset(
         name="validated_data",
-        key_prefix=[model.name],
-        group_name=model.name,
+        **of_the_model,
         kinds={"pandera"},
         ins={"raw_data": dg.AssetIn(key=names.raw_data)},
         check_specs=[
@@ -225,8 +225,7 @@ def build_pipeline_assets(model: DeclaredModel) -> PipelineAssets:
 
     @dg.asset(
         name="trained_model",
-        key_prefix=[model.name],
-        group_name=model.name,
+        **of_the_model,
         kinds={"scikit-learn"},
         ins={"validated_data": dg.AssetIn(key=names.validated_data)},
         pool=names.registry_pool,
@@ -346,8 +345,7 @@ def build_pipeline_assets(model: DeclaredModel) -> PipelineAssets:
 
     @dg.asset(
         name="production_model",
-        key_prefix=[model.name],
-        group_name=model.name,
+        **of_the_model,
         kinds={"scikit-learn"},
         ins={"trained_model": dg.AssetIn(key=names.trained_model)},
         pool=names.registry_pool,
