@@ -274,8 +274,9 @@ def check_model_name(name: str) -> str:
 
 
 def _first_error(exc: ValidationError) -> str:
+    """`attributes.<field path>: <what is wrong>` for the first error (and how many more)."""
     error = exc.errors()[0]
-    where = ".".join(str(p) for p in error["loc"]) or "attributes"
+    where = ".".join(["attributes", *(str(p) for p in error["loc"])])
     message = error["msg"].removeprefix("Value error, ")
     if error["type"] == "extra_forbidden":
         message = f"unknown field {error['loc'][-1]!r}"
@@ -294,7 +295,7 @@ def read_declaration(path: Path, project_root: Path) -> DeclaredModel:
     try:
         declaration = ModelDeclaration.model_validate(document.get("attributes") or {})
     except ValidationError as exc:
-        raise DeclarationError(f"{path}: attributes.{_first_error(exc)}") from None
+        raise DeclarationError(f"{path}: {_first_error(exc)}") from None
     return DeclaredModel(check_model_name(path.parent.name), declaration, project_root)
 
 

@@ -71,8 +71,10 @@ def test_a_declaration_is_read_with_its_project_root_and_a_bad_one_names_the_fie
         "timezone": ({"schedules": {"timezone": "Mars/Olympus"}}, "attributes.schedules.timezone: 'Mars/Olympus' is not an IANA time zone"),
         "cron": ({"schedules": {"retrain": {"cron": "every day"}}}, "attributes.schedules.retrain.cron: 'every day' is not a cron expression"),
         "csv-path": ({"source": {"kind": "csv"}}, "attributes.source: path is required when kind is 'csv'"),
-        "cron-range": ({"schedules": {"retrain": {"cron": "61 25 * * *"}}}, "'61 25 * * *' is not a cron expression: minute '61' is not in 0-59"),
-        "cron-fields": ({"schedules": {"monitoring": {"cron": "0 * * *"}}}, "4 fields, not 5"),
+        "cron-range": ({"schedules": {"retrain": {"cron": "61 25 * * *"}}},
+                       "attributes.schedules.retrain.cron: '61 25 * * *' is not a cron expression: minute '61' is not in 0-59"),
+        "cron-fields": ({"schedules": {"monitoring": {"cron": "0 * * *"}}},
+                        "attributes.schedules.monitoring.cron: '0 * * *' is not a cron expression: 4 fields, not 5"),
         "ignored-field": ({"source": {"kind": "bundled", "path": "x.csv", "classes": [0, 1]}},
                           "attributes.source: path, classes do not apply to kind 'bundled', which defines its own data"),
         "no-effect": ({"source": {"kind": "csv", "path": "x.csv", "classes": ["a", "b"]}, "validation": {"allow_new_classes": True}},
@@ -84,7 +86,7 @@ def test_a_declaration_is_read_with_its_project_root_and_a_bad_one_names_the_fie
     for name, (attributes, message) in cases.items():
         with pytest.raises(DeclarationError) as info:
             read_declaration(project.declare(name.replace("-", "_"), attributes), project.root)
-        assert message in str(info.value), name
+        assert f"{name.replace('-', '_')}/defs.yaml: {message}" in str(info.value), (name, str(info.value))
     bad_name = project.declare("Churn-Model", {})
     with pytest.raises(DeclarationError, match="model name 'Churn-Model' \\(its folder under defs/\\) must start with a lowercase letter"):
         read_declaration(bad_name, project.root)
