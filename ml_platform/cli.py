@@ -162,12 +162,14 @@ def _run_new_model(args: argparse.Namespace) -> tuple[Any, str]:
     kind, path = ("csv", args.csv) if args.csv else ("parquet", args.parquet)
     source, summary = inferred_source(Path(path), kind, args.target, project_root=defs_dir.parent.parent)
     written = write_declaration(defs_dir, args.name, declaration_yaml(args.name, source, args.description), args.force)
+    steps = [("make check", "= .venv/bin/dg check defs"),
+             (f"make run SELECT=group:{args.name}", "train it on the project's instance (dagster_home/)")]
+    width = max(len(command) for command, _ in steps)
     text = "\n".join([
         f"wrote {written}",
         f"  found: {summary}",
         "Review it (features, classes, thresholds, schedules), then:",
-        "  make check                          # = .venv/bin/dg check defs",
-        f"  make run SELECT=group:{args.name}     # train it on the project's instance (dagster_home/)",
+        *(f"  {command.ljust(width)}  # {why}" for command, why in steps),
     ])
     return {"path": str(written), "summary": summary}, text
 
