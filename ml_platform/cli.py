@@ -90,8 +90,7 @@ def _run_alerts(args: argparse.Namespace) -> tuple[Any, str]:
     outbox = AlertOutbox(outbox_path)
     if args.command == "list":
         model = resolve_model_name(args.model, args.defs) if args.model else None
-        records = [r.to_dict() for r in outbox.alerts(limit=args.limit * (10 if model else 1)) if not model or r.alert.model == model]
-        records = records[: args.limit]
+        records = [r.to_dict() for r in outbox.alerts(limit=args.limit, model=model)]
         return records, format_table(records, ["submitted_at", "state", "severity", "asset", "check", "outcome", "channels", "message"])
     if args.command in ("outbox", "dead-letters"):
         deliveries = outbox.pending() if args.command == "outbox" else outbox.dead_letters()

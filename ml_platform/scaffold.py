@@ -6,7 +6,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pandas as pd
 import yaml
 
 from ml_platform.declaration import COMPONENT_TYPE, DEFS_FILE, DeclarationError, check_model_name
@@ -81,6 +80,8 @@ def inferred_source(path: Path, kind: str, target: str, project_root: Path) -> t
 
     Numeric columns become the features; other columns are left out (listed in a comment);
     the target's distinct values become the classes, for the user to review."""
+    import pandas as pd  # only new-model reads data: every other command starts without pandas
+
     source = f"{kind}:{path}"
     try:
         frame = pd.read_csv(path) if kind == "csv" else pd.read_parquet(path)

@@ -28,3 +28,8 @@ def test_domain_modules_the_cli_and_the_model_loader_do_not_import_dagster() -> 
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+def test_the_command_line_starts_without_pandas() -> None:
+    code = "import sys, ml_platform.cli; print('pandas' in sys.modules)"
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip() == "False"

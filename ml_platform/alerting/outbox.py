@@ -408,10 +408,15 @@ class AlertOutbox:
     def dead_letters(self, limit: int = 1000) -> list[Delivery]:
         return self.deliveries("dead", limit=limit)
 
-    def alerts(self, limit: int = 100) -> list[AlertRecord]:
-        """The most recent `limit` alerts and resolutions submitted, newest first."""
+    def alerts(self, limit: int = 100, model: str | None = None) -> list[AlertRecord]:
+        """The most recent `limit` alerts and resolutions submitted (of one model, if given), newest first."""
         with self._connect() as conn:
-            rows = conn.execute("SELECT * FROM alerts ORDER BY id DESC LIMIT ?", (limit,)).fetchall()
+            if model is None:
+                rows = conn.execute("SELECT * FROM alerts ORDER BY id DESC LIMIT ?", (limit,)).fetchall()
+            else:
+                rows = conn.execute(
+                    "SELECT * FROM alerts WHERE json_extract(alert, '$.model') = ? ORDER BY id DESC LIMIT ?", (model, limit)
+                ).fetchall()
         return [
             AlertRecord(
                 id=r["id"],

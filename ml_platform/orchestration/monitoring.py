@@ -306,9 +306,8 @@ def report_result(
     ]
     recent_alerts = [
         {**record.alert.to_dict(), "state": record.alert.state.value}
-        for record in AlertOutbox(alerting.resolved_outbox_path()).alerts(limit=200)
-        if record.alert.model == names.model
-    ][:10]
+        for record in AlertOutbox(alerting.resolved_outbox_path()).alerts(limit=10, model=names.model)
+    ]
     markdown = render_report(
         model=names.model, failed_checks=failed, drift_rows=drift_rows, psi_threshold=psi_threshold,
         version_rows=version_rows, production_version=registry.alias("production"), recent_alerts=recent_alerts,

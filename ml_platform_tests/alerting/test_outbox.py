@@ -124,3 +124,14 @@ def test_two_processes_submit_and_deliver_the_same_events_once(tmp_path: Path) -
     assert outbox.counts() == {"pending": 0, "delivered": 120, "dead": 0, "alerts": 120, "firing": 120}
     sent = [r["source_event_id"] for r in JsonlAlertFile(out).read()]
     assert sorted(sent) == list(range(120))  # each exactly once
+
+
+def test_alerts_of_one_model_are_its_newest_whatever_the_others_raised_since(tmp_path: Path) -> None:
+    outbox = AlertOutbox(tmp_path / "alerts.db")
+    with outbox.transaction() as tx:
+        for i, model in enumerate(["churn", "churn", "fraud", "fraud", "fraud", None]):
+            tx.record_alert(alert(run_id=f"run-{i}", model=model), idempotency_key=f"k{i}", outcome="notified", channels=[], now=T0 + i)
+    assert [r.alert.run_id for r in outbox.alerts(limit=1, model="churn")] == ["run-1"]
+    assert [r.alert.run_id for r in outbox.alerts(limit=5, model="churn")] == ["run-1", "run-0"]
+    assert [r.alert.run_id for r in outbox.alerts(limit=2)] == ["run-5", "run-4"]
+    assert outbox.alerts(model="nope") == []
