@@ -46,7 +46,7 @@ class FakeChannel:
         self.sent: list[list[Alert]] = []
         self.calls = 0
 
-    def send(self, alerts: list[Alert]) -> None:
+    def send(self, alerts: list[Alert], delivery_key: str | None = None) -> None:
         self.calls += 1
         if self.failures:
             raise self.failures.popleft()
@@ -74,6 +74,8 @@ def channels() -> dict[str, FakeChannel]:
 
 def make(tmp_path: Path, clock: Clock, channels: dict, **kw) -> AlertDispatcher:
     routes = kw.pop("routes", {"HIGH": ["pagerduty", "slack", "email"], "MEDIUM": ["slack"], "LOW": ["log"]})
+    # Routing tests see routes alone; record channels (everything goes there) have tests of their own.
+    kw.setdefault("record_channels", [])
     return AlertDispatcher(AlertOutbox(tmp_path / "alerts.db"), channels, routes, clock=clock, **kw)
 
 
@@ -92,6 +94,29 @@ def test_routes_send_each_severity_to_its_channels(tmp_path: Path, clock: Clock,
         "email": [["accuracy_above_threshold"]],
         "log": [["pipeline_run_time"]],
     }
+
+
+def test_record_channels_get_every_alert_suppressed_and_unrouted_ones_too_with_their_outcome(
+    tmp_path: Path, clock: Clock, channels: dict
+) -> None:
+    d = make(tmp_path, clock, channels, routes={"HIGH": ["pagerduty"], "MEDIUM": [], "LOW": []}, record_channels=["log"])
+    d.submit([alert(event=1), alert("data_drift", Severity.MEDIUM, event=2)])
+    clock.advance(60)
+    d.submit([alert(event=3, run_id="run-2")])  # the same failure again, within the repeat interval
+    d.deliver_due()
+    recorded = [(a.check, a.outcome) for batch in channels["log"].sent for a in batch]
+    assert recorded == [("accuracy_above_threshold", "notified"), ("data_drift", "unrouted"),
+                        ("accuracy_above_threshold", "suppressed")]
+    assert [[a.check for a in batch] for batch in channels["pagerduty"].sent] == [["accuracy_above_threshold"]]
+    assert [r.outcome for r in d.outbox.alerts()] == ["suppressed", "unrouted", "notified"]
+
+
+def test_log_and_jsonl_are_the_default_record_channels(tmp_path: Path, clock: Clock) -> None:
+    named = {name: FakeChannel(name) for name in ("jsonl", "log", "slack")}
+    d = AlertDispatcher(AlertOutbox(tmp_path / "alerts.db"), named, {"HIGH": ["slack"], "MEDIUM": [], "LOW": []}, clock=clock)
+    assert d.record_channels == ["log", "jsonl"]
+    with pytest.raises(ValueError, match=r"record channel\(s\) \['file'\] are not configured"):
+        AlertDispatcher(AlertOutbox(tmp_path / "alerts.db"), named, {"HIGH": [], "MEDIUM": [], "LOW": []}, record_channels=["file"])
 
 
 def test_a_models_routes_override_some_severities_for_its_alerts_only(tmp_path: Path, clock: Clock, channels: dict) -> None:
