@@ -98,8 +98,7 @@ def _run_alerts(args: argparse.Namespace) -> tuple[Any, str]:
         columns = ["id", "channel", "status", "attempts", "alerts", "next_attempt_at", "last_error"]
         return [d.to_dict() for d in deliveries], format_table(rows, columns)
     if args.command == "requeue":
-        if not outbox.requeue(args.delivery_id, now=time.time()):
-            raise RegistryError(f"delivery {args.delivery_id} is not a dead letter")
+        outbox.requeue(args.delivery_id, now=time.time(), force=args.force)
         return {"requeued": args.delivery_id}, f"delivery {args.delivery_id} will be sent at the next sensor tick"
     raise AssertionError(args.command)
 
@@ -250,6 +249,7 @@ def build_parser() -> argparse.ArgumentParser:
             sub.add_argument("--limit", type=int, default=50)
         if name == "requeue":
             sub.add_argument("delivery_id", type=int)
+            sub.add_argument("--force", action="store_true", help="requeue a trigger even if its alert was resolved since")
     return parser
 
 

@@ -397,15 +397,34 @@ class AlertOutbox:
         """Release a claimed delivery without an attempt (its channel failed earlier in this pass)."""
         return self._finish(delivery_id, owner, "next_attempt_at = MAX(next_attempt_at, ?), last_error = ?", (next_attempt_at, note))
 
-    def requeue(self, delivery_id: int, *, now: float) -> bool:
-        """Send a dead letter again at the next pass (e.g. after fixing a channel's configuration)."""
-        with self._connect() as conn:
-            cur = conn.execute(
+    def requeue(self, delivery_id: int, *, now: float, force: bool = False) -> None:
+        """Send a dead letter again at the next pass (e.g. after fixing a channel's configuration).
+
+        Refused, with the reason (ValueError), for a delivery that is not a dead letter, and for a
+        trigger whose alerts have all been resolved since (it would page for a problem that is
+        over) unless `force`."""
+        with self.transaction() as tx:
+            row = tx._conn.execute("SELECT * FROM deliveries WHERE id = ?", (delivery_id,)).fetchone()
+            if row is None or row["status"] != "dead":
+                raise ValueError(f"delivery {delivery_id} is not a dead letter" + (f" (it is {row['status']})" if row else ""))
+            firing = [a for a in _delivery(row).alerts if a.firing]
+            resolved_at = {
+                a.fingerprint: r["updated_at"]
+                for a in firing
+                if (r := tx._conn.execute("SELECT state, updated_at FROM fingerprints WHERE fingerprint = ?",
+                                          (a.fingerprint,)).fetchone()) is not None and r["state"] == AlertState.RESOLVED.value
+            }
+            if firing and len(resolved_at) == len(firing) and not force:
+                alert = firing[0]
+                raise ValueError(
+                    f"delivery {delivery_id} would fire {alert.asset}/{alert.check}, resolved at "
+                    f"{_iso(resolved_at[alert.fingerprint])}; pass --force to send it anyway"
+                )
+            tx._conn.execute(
                 "UPDATE deliveries SET status = 'pending', next_attempt_at = ?, lease_owner = NULL, lease_until = NULL"
-                " WHERE id = ? AND status = 'dead'",
+                " WHERE id = ?",
                 (now, delivery_id),
             )
-            return cur.rowcount == 1
 
     # -- queries (for the CLI and tests) -------------------------------------------------
 

@@ -315,8 +315,24 @@ def test_permanent_failures_and_old_deliveries_become_dead_letters(tmp_path: Pat
         d.deliver_due()
     email_dead = [x for x in d.outbox.dead_letters() if x.channel == "email"][0]
     assert email_dead.last_error.startswith("gave up after") and "timeout" in email_dead.last_error
-    assert d.outbox.requeue(dead.id, now=clock.now) and d.outbox.pending()[0].id == dead.id
+    d.outbox.requeue(dead.id, now=clock.now)
+    assert d.outbox.pending()[0].id == dead.id
     assert d.deliver_due().delivered == 1  # after fixing the configuration
+
+
+def test_requeue_refuses_a_dead_trigger_whose_alert_has_been_resolved_since_unless_forced(tmp_path: Path, clock: Clock) -> None:
+    bad = FakeChannel("slack", PermanentDeliveryError("HTTP 404 from https://hooks.slack.com: no_service"))
+    d = make(tmp_path, clock, {"slack": bad}, routes={"HIGH": ["slack"], "MEDIUM": [], "LOW": []})
+    d.submit([alert()])
+    d.deliver_due()
+    (dead,) = d.outbox.dead_letters()
+    clock.advance(600)
+    d.resolve([ResolvedCheck("trained_model", "accuracy_above_threshold", "v1", source_event_id=9)])
+    with pytest.raises(ValueError, match=rf"delivery {dead.id} would fire trained_model/accuracy_above_threshold, resolved at "):
+        d.outbox.requeue(dead.id, now=clock.now)
+    assert [x.id for x in d.outbox.dead_letters()] == [dead.id]
+    d.outbox.requeue(dead.id, now=clock.now, force=True)
+    assert dead.id in [x.id for x in d.outbox.pending()]
 
 
 def test_a_failing_channel_keeps_its_queue_in_order_and_does_not_block_others(tmp_path: Path, clock: Clock) -> None:

@@ -10,6 +10,8 @@ import textwrap
 import time
 from pathlib import Path
 
+import pytest
+
 from ml_platform.alerting.outbox import SCHEMA_VERSION, AlertOutbox
 from ml_platform.alerting.alert import Alert, AlertState, JsonlAlertFile, Severity
 
@@ -72,7 +74,9 @@ def test_leases_owners_and_lifecycle(tmp_path: Path) -> None:
     assert outbox.mark_delivered(later, owner="C", now=T0 + 200)
     assert outbox.counts() == {"pending": 1, "delivered": 1, "dead": 1, "alerts": 0, "firing": 0}
     assert [d.id for d in outbox.dead_letters()] == [first]
-    assert outbox.requeue(first, now=T0 + 300) and not outbox.requeue(later, now=T0 + 300)
+    outbox.requeue(first, now=T0 + 300)
+    with pytest.raises(ValueError, match=rf"delivery {later} is not a dead letter \(it is delivered\)"):
+        outbox.requeue(later, now=T0 + 300)
     assert {d.id for d in outbox.pending()} == {first, later + 1}
 
 
