@@ -309,13 +309,17 @@ def test_a_broken_channel_is_switched_off_alone_and_alerted_on_the_channels_that
     }
     assert "alert channel 'email' is switched off" in caplog.text
     assert "hunter2" not in caplog.text + json.dumps(alerts) + (tmp_path / "alerts.jsonl").read_text()
-    # Allowed explicitly (e.g. ML_PLATFORM_SMTP_ALLOW_PLAIN_AUTH=true), the channel works again.
-    monkeypatch.setenv("ML_PLATFORM_SMTP_HOST", "127.0.0.1")
-    monkeypatch.setenv("ML_PLATFORM_SMTP_TO", "oncall@example.com")
-    monkeypatch.setenv("ML_PLATFORM_SMTP_USERNAME", "ops")
-    monkeypatch.setenv("ML_PLATFORM_SMTP_STARTTLS", "false")
-    monkeypatch.setenv("ML_PLATFORM_SMTP_ALLOW_PLAIN_AUTH", "true")
-    assert alerting_from_environment().channels()[1] == {}
+    # Allowed explicitly (ML_PLATFORM_SMTP_ALLOW_PLAIN_AUTH=true), the channel logs in and delivers.
+    with RecordingSMTPServer(users={"ops": "hunter2-not-logged"}) as smtp:
+        for name, value in {"HOST": "127.0.0.1", "PORT": str(smtp.port), "TO": "oncall@example.com", "USERNAME": "ops",
+                            "PASSWORD": "hunter2-not-logged", "STARTTLS": "false", "ALLOW_PLAIN_AUTH": "true"}.items():
+            monkeypatch.setenv(f"ML_PLATFORM_SMTP_{name}", value)
+        from_environment = alerting_from_environment()
+        run_pipeline(instance, run_config=op_config(
+            "breast_cancer", "trained_model", params={"C": 0.7}, accuracy_check={"min_accuracy": 0.999}))
+        with dg.build_sensor_context(instance=instance, resources={"alerting": from_environment}) as context:
+            check_alert_sensor(context)
+        assert any("Model accuracy dropped" in m.message.get_body().get_content() for m in smtp.messages)
 
 
 @pytest.mark.parametrize(
