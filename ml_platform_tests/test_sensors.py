@@ -188,6 +188,7 @@ def test_a_failed_run_raises_one_high_alert_with_its_cause(
     failed = run_pipeline(instance, source_config("breast_cancer", kind="csv", path=str(tmp_path / "missing.csv")))
     cursor = run_failure_tick(instance, None, resource)  # the failure happened before the sensor's first tick
     run_failure_tick(instance, None, resource)  # replayed (cursor lost after a daemon restart): no duplicate
+    run_failure_tick(instance, '{"record_id": 3, "update_timestamp": "x"}', resource)  # Dagster's own cursor format
     run_failure_tick(instance, cursor, resource)
     [alert] = webhook_alerts(webhook)
     assert (alert["check"], alert["severity"], alert["run_id"], alert["model"]) == ("run_failure", "HIGH", failed.run_id, "breast_cancer")

@@ -306,7 +306,9 @@ def build_alert_sensors(
     )
     def run_failure_alert_sensor(context: dg.SensorEvaluationContext, alerting: AlertingResource) -> dg.SkipReason:
         dispatcher = alerting.dispatcher(model_routes)
-        after = int(context.cursor) if context.cursor else last_alerted_run_failure(context.instance, dispatcher)
+        # A cursor that is not a storage id (e.g. Dagster's run_failure_sensor's, before this sensor
+        # replaced it) starts, like none, after the last failure alerted.
+        after = int(context.cursor) if (context.cursor or "").isdigit() else last_alerted_run_failure(context.instance, dispatcher)
         cursor, alerted, skipped = after, 0, 0
         for record in _records(context.instance, DagsterEventType.RUN_FAILURE, after, MAX_EVENTS_PER_TICK):
             cursor = max(cursor, record.storage_id)
