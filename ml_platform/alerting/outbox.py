@@ -29,6 +29,7 @@ from typing import Any
 from ml_platform.alerting.alert import Alert, AlertState, Severity
 
 SCHEMA_VERSION = 1
+TABLES = ("alerts", "fingerprints", "deliveries")
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS alerts (
@@ -279,12 +280,24 @@ class OutboxTransaction:
         return int(cur.lastrowid or 0)
 
 
-class AlertOutbox:
-    """The persisted alert store and delivery queue at `path` (created with its parent directory)."""
+class NotAnOutboxError(ValueError):
+    """A path opened read-only is missing, a folder, or a file that is not an alert outbox."""
 
-    def __init__(self, path: str | Path, busy_timeout_seconds: float = 30.0) -> None:
+
+class AlertOutbox:
+    """The persisted alert store and delivery queue at `path` (created with its parent directory).
+
+    `read_only=True` opens an existing outbox for queries only (SQLite mode=ro): nothing is
+    created or changed, and a path that is not an outbox is refused with NotAnOutboxError.
+    """
+
+    def __init__(self, path: str | Path, busy_timeout_seconds: float = 30.0, *, read_only: bool = False) -> None:
         self.path = Path(path)
         self.busy_timeout_seconds = float(busy_timeout_seconds)
+        self.read_only = read_only
+        if read_only:
+            self._check_is_outbox()
+            return
         self.path.parent.mkdir(parents=True, exist_ok=True)
         with self._connect() as conn:
             conn.execute("PRAGMA journal_mode=WAL")
@@ -305,9 +318,36 @@ class AlertOutbox:
     def __repr__(self) -> str:
         return f"AlertOutbox({str(self.path)!r})"
 
+    def _check_is_outbox(self) -> None:
+        if self.path.is_dir():
+            raise NotAnOutboxError(f"{self.path} is a folder, not an alert outbox")
+        if not self.path.exists():
+            raise NotAnOutboxError(f"no alert outbox at {self.path}")
+        try:
+            with self._connect() as conn:
+                version = conn.execute("PRAGMA user_version").fetchone()[0]
+                tables = {row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        except sqlite3.DatabaseError as exc:
+            raise NotAnOutboxError(f"{self.path} is not an alert outbox ({exc})") from exc
+        missing = [t for t in TABLES if t not in tables]
+        if missing:
+            raise NotAnOutboxError(f"{self.path} is not an alert outbox (a SQLite file without the table(s) {', '.join(missing)})")
+        if version > SCHEMA_VERSION:
+            raise NotAnOutboxError(f"{self.path} has outbox schema {version}, newer than this code ({SCHEMA_VERSION})")
+
     @contextmanager
     def _connect(self) -> Iterator[sqlite3.Connection]:
-        conn = sqlite3.connect(self.path, timeout=self.busy_timeout_seconds, isolation_level=None)
+        if self.read_only:
+            # mode=ro on a WAL database creates its -wal and -shm files when no writer has them
+            # open. Then nothing is in a -wal file (the last writer to close checkpointed it):
+            # read the file as immutable, which creates nothing and takes no lock.
+            writer_open = all(Path(f"{self.path}{suffix}").exists() for suffix in ("-wal", "-shm"))
+            query = "mode=ro" if writer_open else "mode=ro&immutable=1"
+            conn = sqlite3.connect(
+                f"{self.path.resolve().as_uri()}?{query}", uri=True, timeout=self.busy_timeout_seconds, isolation_level=None
+            )
+        else:
+            conn = sqlite3.connect(self.path, timeout=self.busy_timeout_seconds, isolation_level=None)
         try:
             conn.row_factory = sqlite3.Row
             conn.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout_seconds * 1000)}")

@@ -333,8 +333,8 @@ class ModelRegistry:
         if raw is None:
             return None
         try:
-            record = json.loads(raw)
-        except (ValueError, UnicodeDecodeError) as exc:
+            record = json.loads(raw.decode("utf-8"))
+        except ValueError as exc:  # UnicodeDecodeError included
             raise RegistryError(f"model version {version}: {self._shown(path)} is not valid JSON ({exc})") from exc
         fields = ("version", "created_at", "sha256")
         if not isinstance(record, dict) or not all(isinstance(record.get(f), str) for f in fields):
@@ -425,7 +425,7 @@ class ModelRegistry:
         if not raw.strip():
             raise DamagedStateError(shown, "is empty")
         try:
-            state = json.loads(raw)
+            state = json.loads(raw.decode("utf-8"))  # json.loads(bytes) would guess UTF-16 from a BOM
         except UnicodeDecodeError as exc:
             raise DamagedStateError(shown, "is not UTF-8 text") from exc
         except json.JSONDecodeError as exc:
@@ -680,6 +680,18 @@ class Recovery:
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
+
+
+def check_registry_root(root: str) -> None:
+    """Refuse a registries' root that is a file or does not exist (a mistyped --registry)."""
+    try:
+        fs, path = fsspec.core.url_to_fs(root)
+    except ImportError as exc:  # e.g. s3:// without s3fs: fsspec's message says what to install
+        raise RegistryError(f"registry root {root}: {exc}") from exc
+    if fs.isfile(path):
+        raise RegistryError(f"registry root {root} is a file, not a folder")
+    if not fs.isdir(path):
+        raise RegistryError(f"registry root {root} does not exist")
 
 
 def load_production_model(model: str | None = None, registry_root: str | os.PathLike[str] | None = None) -> Any:
