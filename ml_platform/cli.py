@@ -135,7 +135,9 @@ def _query_alerts(args: argparse.Namespace, outbox: AlertOutbox) -> tuple[Any, s
         columns = ["id", "channel", "status", "attempts", "alerts", "next_attempt_at", "last_error"]
         return [d.to_dict() for d in deliveries], format_table(rows, columns)
     if args.command == "requeue":
-        if not AlertOutbox(outbox.path).requeue(args.delivery_id, now=time.time()):
+        # Checked read-only first: a refused requeue leaves the file as it was.
+        is_dead = any(d.id == args.delivery_id for d in outbox.dead_letters(limit=sys.maxsize))
+        if not is_dead or not AlertOutbox(outbox.path).requeue(args.delivery_id, now=time.time()):
             raise RegistryError(f"delivery {args.delivery_id} is not a dead letter")
         return {"requeued": args.delivery_id}, f"delivery {args.delivery_id} will be sent at the next sensor tick"
     raise AssertionError(args.command)
