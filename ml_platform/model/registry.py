@@ -55,8 +55,7 @@ import threading
 import uuid
 from collections import defaultdict
 from collections.abc import Iterator, Sequence
-import dataclasses
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from typing import Any
 
@@ -211,12 +210,15 @@ class ModelRegistry:
 
     def location(self, version: str, name: str = "model_card.md") -> str:
         """Where a version's file lives, as a path or URL the user can open."""
-        path = self._path("versions", version, name)
-        return path if self._local else self.fs.unstrip_protocol(path)
+        return self._shown(self._path("versions", version, name))
 
     # -- low-level I/O --------------------------------------------------------------------
     def _shown(self, path: str) -> str:
+        """A path as the user can open it: the URL on object stores."""
         return path if self._local else self.fs.unstrip_protocol(path)
+
+    def _not_a_folder(self) -> RegistryError:
+        return RegistryError(f"registry {self.url}: part of this path is a file, not a folder")
 
     @contextlib.contextmanager
     def _locked(self, create: bool = False) -> Iterator[None]:
@@ -258,7 +260,7 @@ class ModelRegistry:
         except FileNotFoundError:
             return None
         except NotADirectoryError as exc:
-            raise RegistryError(f"registry {self.url}: part of this path is a file, not a folder") from exc
+            raise self._not_a_folder() from exc
         except IsADirectoryError as exc:
             raise RegistryError(f"{self._shown(path)} is a folder, not a file") from exc
 
@@ -269,7 +271,7 @@ class ModelRegistry:
         except FileNotFoundError:
             return []
         except NotADirectoryError as exc:
-            raise RegistryError(f"registry {self.url}: part of this path is a file, not a folder") from exc
+            raise self._not_a_folder() from exc
 
     def _remove_leftovers(self) -> None:
         """Under the lock: the temporary files of state and journal writes a crash interrupted
@@ -318,7 +320,7 @@ class ModelRegistry:
         with self._locked(create=True):
             # Before the metadata: a version that exists has its sha256 outside its folder too.
             state = self._read_state()
-            state.setdefault("artifacts", {})[version] = sha256
+            state["artifacts"][version] = sha256
             self._write_state(state)
         self._write_atomic(
             self._path("versions", version, "metadata.json"), json.dumps(record, indent=2, default=str).encode()
@@ -517,8 +519,6 @@ class ModelRegistry:
             target = to or state["aliases"].get("previous")
             if target is None:
                 raise RegistryError("nothing to roll back to: no previous production version (pass a version)")
-            if target == current:
-                raise RegistryError(f"model version {target} is already in production")
             if expected_features is None and current is not None:
                 expected_features = self.get(current).features
             return self._move_alias(
@@ -599,7 +599,7 @@ class ModelRegistry:
             artifacts, refused = self._recovered_artifacts()
             history, journal_problem = self._journal_entries()
             aliases = aliases_after(history)
-            not_recovered = [f"{version}: {why}" for version, why in refused.items()]
+            not_recovered = list(refused.values())
             if journal_problem:
                 not_recovered.append(journal_problem)
             if not history and not journal_problem:
@@ -653,8 +653,8 @@ class ModelRegistry:
             if index != len(history):
                 break
             try:
-                entry = json.loads(self._read(self._path(JOURNAL_DIR, f"{index:06d}.json")) or b"")
-            except ValueError:
+                entry = json.loads((self._read(self._path(JOURNAL_DIR, f"{index:06d}.json")) or b"").decode("utf-8"))
+            except ValueError:  # UnicodeDecodeError included
                 entry = None
             if state_problem({"aliases": {}, "history": [entry]}) is not None:
                 break
@@ -679,7 +679,7 @@ class Recovery:
     not_recovered: list[str]
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        return asdict(self)
 
 
 def check_registry_root(root: str) -> None:

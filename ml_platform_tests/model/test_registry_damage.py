@@ -93,7 +93,7 @@ def test_recover_says_what_it_could_not_recover(tmp_path: Path) -> None:
     recovery = registry.recover()
     assert recovery.versions == ["v2", "v3", "v4"] and recovery.history_entries == 2
     assert recovery.not_recovered == [
-        "v1: model version v1: its metadata says it is v2 (a version folder copied over another?); refusing it",
+        "model version v1: its metadata says it is v2 (a version folder copied over another?); refusing it",
         "history entries from 2 on (2 in the journal): entry 2 is missing or unreadable",
         "alias previous: it named v1, which could not be verified; left unset",
     ]
