@@ -76,7 +76,8 @@ def build_outbox(path: Path) -> None:
     )
     dispatcher.submit([
         alert_for_failed_check(asset="trained_model", check="accuracy_above_threshold", dagster_severity="ERROR",
-                               description="Model accuracy dropped", metadata={"model_version": "v3"}, run_id="r", event_id=1),
+                               description="Model accuracy dropped", metadata={"model_version": "v3"},
+                               run_id="r", event_id=1),
     ])
     dispatcher.deliver_due()
 
@@ -98,6 +99,7 @@ def healthy_tree(tmp_path_factory: pytest.TempPathFactory) -> Path:
 # -- damage --------------------------------------------------------------------------------------
 
 STATE = "registry/breast_cancer/state.json"
+VERSIONS = "registry/breast_cancer/versions"
 
 
 def write(relative: str, content: bytes | str) -> Callable[[Path], None]:
@@ -169,23 +171,38 @@ OUTBOX = ("alerts", "--outbox")
 
 CLI_CASES = [
     # Arguments naming what is not there.
-    CliCase("show-unknown-version", nothing, (*REGISTRY, "models", "show", "v9"), "model version 'v9' not found in registry"),
-    CliCase("show-not-a-version-name", nothing, (*REGISTRY, "models", "show", "../v1"), "model version '../v1' not found"),
-    CliCase("promote-unknown-version", nothing, (*REGISTRY, "models", "promote", "v7"), "model version 'v7' not found"),
-    CliCase("promote-production", nothing, (*REGISTRY, "models", "promote", "v2"), "model version v2 is already in production"),
+    CliCase("show-unknown-version", nothing, (*REGISTRY, "models", "show", "v9"),
+            "model version 'v9' not found in registry"),
+    CliCase("show-not-a-version-name", nothing, (*REGISTRY, "models", "show", "../v1"),
+            "model version '../v1' not found"),
+    CliCase("promote-unknown-version", nothing, (*REGISTRY, "models", "promote", "v7"),
+            "model version 'v7' not found"),
+    CliCase("promote-production", nothing, (*REGISTRY, "models", "promote", "v2"),
+            "model version v2 is already in production"),
     CliCase("promote-staging-twice", lambda tmp: registry_at(tmp).set_alias("staging", "v3", reason="s"),
             (*REGISTRY, "models", "promote", "v3", "--alias", "staging"), "model version v3 is already staging"),
-    CliCase("rollback-to-production", nothing, (*REGISTRY, "models", "rollback", "--to", "v2"), "v2 is already in production"),
-    CliCase("rollback-with-no-previous", rebuild_registry(("v1",)), (*REGISTRY, "models", "rollback"), "nothing to roll back to"),
-    CliCase("rollback-with-nothing-promoted", rebuild_registry(()), (*REGISTRY, "models", "rollback"), "nothing to roll back to"),
-    CliCase("unknown-model", nothing, (*REGISTRY, "--model", "nope", "models", "list"), "no model 'nope' is declared"),
-    CliCase("bad-model-name", nothing, (*REGISTRY, "--model", "Bad-Name", "models", "history"), "model name 'Bad-Name'"),
-    CliCase("registry-root-missing", nothing, ("--registry", "{tmp}/typo", "models", "list", "--json"), "registry root {tmp}/typo does not exist"),
-    CliCase("rollback-on-mistyped-registry", nothing, ("--registry", "{tmp}/typo", "models", "rollback"), "registry root {tmp}/typo does not exist"),
-    CliCase("promote-on-mistyped-registry", nothing, ("--registry", "{tmp}/typo", "models", "promote", "v1"), "registry root {tmp}/typo does not exist"),
-    CliCase("status-on-mistyped-registry", nothing, ("--registry", "{tmp}/typo", "status"), "registry root {tmp}/typo does not exist"),
-    CliCase("registry-root-is-a-file", nothing, ("--registry", "{tmp}/data.txt", "models", "list"), "registry root {tmp}/data.txt is a file, not a folder"),
-    CliCase("model-registry-is-a-file", registry_replaced_by_file, (*REGISTRY, "models", "history"), "part of this path is a file, not a folder"),
+    CliCase("rollback-to-production", nothing, (*REGISTRY, "models", "rollback", "--to", "v2"),
+            "v2 is already in production"),
+    CliCase("rollback-with-no-previous", rebuild_registry(("v1",)), (*REGISTRY, "models", "rollback"),
+            "nothing to roll back to"),
+    CliCase("rollback-with-nothing-promoted", rebuild_registry(()), (*REGISTRY, "models", "rollback"),
+            "nothing to roll back to"),
+    CliCase("unknown-model", nothing, (*REGISTRY, "--model", "nope", "models", "list"),
+            "no model 'nope' is declared"),
+    CliCase("bad-model-name", nothing, (*REGISTRY, "--model", "Bad-Name", "models", "history"),
+            "model name 'Bad-Name'"),
+    CliCase("registry-root-missing", nothing, ("--registry", "{tmp}/typo", "models", "list", "--json"),
+            "registry root {tmp}/typo does not exist"),
+    CliCase("rollback-on-mistyped-registry", nothing, ("--registry", "{tmp}/typo", "models", "rollback"),
+            "registry root {tmp}/typo does not exist"),
+    CliCase("promote-on-mistyped-registry", nothing, ("--registry", "{tmp}/typo", "models", "promote", "v1"),
+            "registry root {tmp}/typo does not exist"),
+    CliCase("status-on-mistyped-registry", nothing, ("--registry", "{tmp}/typo", "status"),
+            "registry root {tmp}/typo does not exist"),
+    CliCase("registry-root-is-a-file", nothing, ("--registry", "{tmp}/data.txt", "models", "list"),
+            "registry root {tmp}/data.txt is a file, not a folder"),
+    CliCase("model-registry-is-a-file", registry_replaced_by_file, (*REGISTRY, "models", "history"),
+            "part of this path is a file, not a folder"),
     CliCase("rollback-on-a-model-never-trained", lambda tmp: shutil.rmtree(tmp / "registry" / "breast_cancer"),
             (*REGISTRY, "models", "rollback"), "no registry at {tmp}/registry/breast_cancer"),
     CliCase("recover-a-model-never-trained", lambda tmp: shutil.rmtree(tmp / "registry" / "breast_cancer"),
@@ -193,47 +210,64 @@ CLI_CASES = [
     CliCase("s3-without-s3fs", nothing, ("--registry", "s3://bucket/models", "models", "list"), "Install s3fs"),
     CliCase("gcs-without-gcsfs", nothing, ("--registry", "gcs://bucket/models", "models", "history"), "install gcsfs"),
     # Damaged registry files.
-    CliCase("state-empty", write(STATE, ""), (*REGISTRY, "models", "history"), "state.json is empty; refusing to treat it as a new registry"),
-    CliCase("state-empty-then-promote", write(STATE, ""), (*REGISTRY, "models", "promote", "v3"), "state.json is empty"),
-    CliCase("state-truncated", truncate(STATE), (*REGISTRY, "models", "promote", "v3"), "state.json is not valid JSON"),
-    CliCase("state-a-list", write(STATE, "[]"), (*REGISTRY, "models", "list"), "state.json has the wrong shape (expected a JSON object"),
+    CliCase("state-empty", write(STATE, ""), (*REGISTRY, "models", "history"),
+            "state.json is empty; refusing to treat it as a new registry"),
+    CliCase("state-empty-then-promote", write(STATE, ""), (*REGISTRY, "models", "promote", "v3"),
+            "state.json is empty"),
+    CliCase("state-truncated", truncate(STATE), (*REGISTRY, "models", "promote", "v3"),
+            "state.json is not valid JSON"),
+    CliCase("state-a-list", write(STATE, "[]"), (*REGISTRY, "models", "list"),
+            "state.json has the wrong shape (expected a JSON object"),
     CliCase("state-alias-not-a-version", write(STATE, '{"aliases": {"production": 2}, "history": []}'),
             (*REGISTRY, "models", "rollback"), "state.json has the wrong shape ('aliases' must map"),
-    CliCase("state-history-not-a-list", write(STATE, '{"aliases": {}, "history": {}}'), (*REGISTRY, "status"), "'history' must be a list"),
-    CliCase("state-vanished", remove(STATE), (*REGISTRY, "models", "promote", "v3"), "state.json is missing but the registry's journal is not"),
-    CliCase("state-is-a-folder", state_replaced_by_folder, (*REGISTRY, "models", "history"), "state.json is a folder, not a file"),
-    CliCase("recover-a-sound-state", nothing, (*REGISTRY, "models", "recover"), "state.json is sound: nothing to recover"),
+    CliCase("state-history-not-a-list", write(STATE, '{"aliases": {}, "history": {}}'), (*REGISTRY, "status"),
+            "'history' must be a list"),
+    CliCase("state-vanished", remove(STATE), (*REGISTRY, "models", "promote", "v3"),
+            "state.json is missing but the registry's journal is not"),
+    CliCase("state-is-a-folder", state_replaced_by_folder, (*REGISTRY, "models", "history"),
+            "state.json is a folder, not a file"),
+    CliCase("recover-a-sound-state", nothing, (*REGISTRY, "models", "recover"),
+            "state.json is sound: nothing to recover"),
     CliCase("version-copied-over-another", copy_version("v1", "v3"), (*REGISTRY, "models", "promote", "v3"),
             "model version v3: its metadata says it is v1"),
     CliCase("version-copied-and-renamed", copy_version("v1", "v3", claim=True), (*REGISTRY, "models", "promote", "v3"),
             "model version v3: artifact integrity check failed"),
-    CliCase("model-pkl-tampered", write("registry/breast_cancer/versions/v1/model.pkl", b"tampered"), (*REGISTRY, "models", "rollback"),
+    CliCase("model-pkl-tampered", write(f"{VERSIONS}/v1/model.pkl", b"tampered"), (*REGISTRY, "models", "rollback"),
             "model version v1: artifact integrity check failed"),
-    CliCase("model-pkl-missing", remove("registry/breast_cancer/versions/v3/model.pkl"), (*REGISTRY, "models", "promote", "v3"),
+    CliCase("model-pkl-missing", remove(f"{VERSIONS}/v3/model.pkl"), (*REGISTRY, "models", "promote", "v3"),
             "model version v3: artifact"),
-    CliCase("metadata-wrong-shape", write("registry/breast_cancer/versions/v2/metadata.json", '["v2"]'), (*REGISTRY, "models", "list"),
+    CliCase("metadata-wrong-shape", write(f"{VERSIONS}/v2/metadata.json", '["v2"]'), (*REGISTRY, "models", "list"),
             "model version v2: {tmp}/registry/breast_cancer/versions/v2/metadata.json has the wrong shape"),
-    CliCase("metadata-truncated", truncate("registry/breast_cancer/versions/v2/metadata.json"), (*REGISTRY, "models", "show", "v2"),
+    CliCase("metadata-truncated", truncate(f"{VERSIONS}/v2/metadata.json"), (*REGISTRY, "models", "show", "v2"),
             "metadata.json is not valid JSON"),
     # Damaged or wrong outboxes.
-    CliCase("outbox-is-a-folder", make_dir("outbox.db"), (*OUTBOX, "{tmp}/outbox.db", "list"), "{tmp}/outbox.db is a folder, not an alert outbox"),
+    CliCase("outbox-is-a-folder", make_dir("outbox.db"), (*OUTBOX, "{tmp}/outbox.db", "list"),
+            "{tmp}/outbox.db is a folder, not an alert outbox"),
     CliCase("outbox-is-dagsters-runs-db", nothing, (*OUTBOX, "{tmp}/runs.db", "list", "--json"),
             "{tmp}/runs.db is not an alert outbox (a SQLite file without the table(s) alerts, fingerprints, deliveries)"),
-    CliCase("requeue-in-dagsters-runs-db", nothing, (*OUTBOX, "{tmp}/runs.db", "requeue", "1"), "{tmp}/runs.db is not an alert outbox"),
-    CliCase("outbox-truncated", truncate("alerts.db", keep=0.3), (*OUTBOX, "{tmp}/alerts.db", "dead-letters"), "{tmp}/alerts.db is not"),
-    CliCase("outbox-is-text", write("alerts.db", "hello"), (*OUTBOX, "{tmp}/alerts.db", "outbox"), "{tmp}/alerts.db is not an alert outbox (file is not a database)"),
-    CliCase("outbox-empty-file", write("alerts.db", b""), (*OUTBOX, "{tmp}/alerts.db", "list"), "{tmp}/alerts.db is not an alert outbox"),
-    CliCase("outbox-missing", nothing, (*OUTBOX, "{tmp}/none.db", "list", "--json"), "no alert outbox at {tmp}/none.db"),
-    CliCase("requeue-on-a-fresh-instance", nothing, ("alerts", "requeue", "1"), "no alert outbox at {tmp}/home/ml_platform/alerts.db yet"),
-    CliCase("requeue-not-a-dead-letter", nothing, (*OUTBOX, "{tmp}/alerts.db", "requeue", "999"), "delivery 999 is not a dead letter"),
+    CliCase("requeue-in-dagsters-runs-db", nothing, (*OUTBOX, "{tmp}/runs.db", "requeue", "1"),
+            "{tmp}/runs.db is not an alert outbox"),
+    CliCase("outbox-truncated", truncate("alerts.db", keep=0.3), (*OUTBOX, "{tmp}/alerts.db", "dead-letters"),
+            "{tmp}/alerts.db is not"),
+    CliCase("outbox-is-text", write("alerts.db", "hello"), (*OUTBOX, "{tmp}/alerts.db", "outbox"),
+            "{tmp}/alerts.db is not an alert outbox (file is not a database)"),
+    CliCase("outbox-empty-file", write("alerts.db", b""), (*OUTBOX, "{tmp}/alerts.db", "list"),
+            "{tmp}/alerts.db is not an alert outbox"),
+    CliCase("outbox-missing", nothing, (*OUTBOX, "{tmp}/none.db", "list", "--json"),
+            "no alert outbox at {tmp}/none.db"),
+    CliCase("requeue-on-a-fresh-instance", nothing, ("alerts", "requeue", "1"),
+            "no alert outbox at {tmp}/home/ml_platform/alerts.db yet"),
+    CliCase("requeue-not-a-dead-letter", nothing, (*OUTBOX, "{tmp}/alerts.db", "requeue", "999"),
+            "delivery 999 is not a dead letter"),
     # Through the installed command: nothing but the one line reaches stderr.
-    CliCase("console-state-wrong-shape", write(STATE, '{"aliases": []}'), (*REGISTRY, "models", "history"), "state.json has the wrong shape",
-            in_subprocess=True),
-    CliCase("console-outbox-is-a-folder", make_dir("outbox.db"), (*OUTBOX, "{tmp}/outbox.db", "list"), "is a folder, not an alert outbox",
-            in_subprocess=True),
-    CliCase("console-s3-without-s3fs", nothing, ("--registry", "s3://bucket/models", "models", "list"), "Install s3fs", in_subprocess=True),
-    CliCase("console-registry-root-is-a-file", nothing, ("--registry", "{tmp}/data.txt", "models", "rollback"), "is a file, not a folder",
-            in_subprocess=True),
+    CliCase("console-state-wrong-shape", write(STATE, '{"aliases": []}'), (*REGISTRY, "models", "history"),
+            "state.json has the wrong shape", in_subprocess=True),
+    CliCase("console-outbox-is-a-folder", make_dir("outbox.db"), (*OUTBOX, "{tmp}/outbox.db", "list"),
+            "is a folder, not an alert outbox", in_subprocess=True),
+    CliCase("console-s3-without-s3fs", nothing, ("--registry", "s3://bucket/models", "models", "list"),
+            "Install s3fs", in_subprocess=True),
+    CliCase("console-registry-root-is-a-file", nothing, ("--registry", "{tmp}/data.txt", "models", "rollback"),
+            "is a file, not a folder", in_subprocess=True),
 ]
 
 
@@ -269,7 +303,8 @@ def run_cli(case: CliCase, tmp: Path, capsys: pytest.CaptureFixture[str]) -> tup
 
 @pytest.mark.parametrize("case", CLI_CASES, ids=[c.name for c in CLI_CASES])
 def test_cli_bad_input_gets_one_line_and_changes_nothing(
-    case: CliCase, healthy_tree: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    case: CliCase, healthy_tree: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     tmp = tmp_path / "case"
     shutil.copytree(healthy_tree, tmp)
@@ -340,6 +375,11 @@ def parquet_bytes() -> bytes:
     return buffer.getvalue()
 
 
+def folder_source(tmp: Path) -> dict[str, Any]:
+    (tmp / "folder.csv").mkdir()
+    return csv_source(tmp / "folder.csv")
+
+
 def with_value(column: str, row: int, value: object) -> Callable[[], pd.DataFrame]:
     def frame() -> pd.DataFrame:
         data = bundled_like()
@@ -361,31 +401,41 @@ class RunCase:
 
 
 RUN_CASES = [
+    # Data files.
     RunCase("csv-missing", lambda tmp: csv_source(tmp / "nope.csv"), "nope.csv' could not be read: file not found"),
-    RunCase("csv-a-folder", lambda tmp: (tmp / "folder.csv").mkdir() or csv_source(tmp / "folder.csv"), "folder.csv' could not be read: not a regular file"),
+    RunCase("csv-a-folder", folder_source, "folder.csv' could not be read: not a regular file"),
     RunCase("csv-empty", raw_file("empty.csv", lambda: b""), "empty.csv' could not be read: the file is empty"),
-    RunCase("csv-header-only", raw_file("header.csv", lambda: csv_bytes().splitlines(keepends=True)[0]), "header.csv' could not be read: the file has no data rows"),
+    RunCase("csv-header-only", raw_file("header.csv", lambda: csv_bytes().splitlines(keepends=True)[0]),
+            "header.csv' could not be read: the file has no data rows"),
     RunCase("csv-truncated", raw_file("cut.csv", lambda: csv_bytes()[: len(csv_bytes()) // 2 + 7]), "not_nullable x1"),
-    RunCase("csv-utf16", raw_file("utf16.csv", lambda: csv_bytes().decode().encode("utf-16")), "utf16.csv' could not be read: unreadable (UnicodeDecodeError"),
-    RunCase("csv-text-in-numeric-column", data_file("text.csv", with_value("mean_radius", 4, "twelve")), "mean_radius: numeric x1"),
+    RunCase("csv-utf16", raw_file("utf16.csv", lambda: csv_bytes().decode().encode("utf-16")),
+            "utf16.csv' could not be read: unreadable (UnicodeDecodeError"),
+    RunCase("csv-text-in-numeric-column", data_file("text.csv", with_value("mean_radius", 4, "twelve")),
+            "mean_radius: numeric x1"),
     RunCase("csv-infinity", data_file("inf.csv", with_value("mean_area", 9, np.inf)), "mean_area: finite x1"),
     RunCase("csv-missing-value", data_file("nan.csv", with_value("mean_area", 9, np.nan)), "mean_area: not_nullable x1"),
-    RunCase("csv-missing-column", data_file("mc.csv", lambda: bundled_like().drop(columns=["mean_area"])), "missing column(s) 'mean_area'"),
-    RunCase("csv-missing-target", data_file("mt.csv", lambda: bundled_like().drop(columns=["label"])), "target column 'label' not found"),
-    RunCase("csv-unseen-label", data_file("ul.csv", with_value("label", 3, 2)), "label: 2 is not one of the production model's classes [0, 1]"),
+    RunCase("csv-missing-column", data_file("mc.csv", lambda: bundled_like().drop(columns=["mean_area"])),
+            "missing column(s) 'mean_area'"),
+    RunCase("csv-missing-target", data_file("mt.csv", lambda: bundled_like().drop(columns=["label"])),
+            "target column 'label' not found"),
+    RunCase("csv-unseen-label", data_file("ul.csv", with_value("label", 3, 2)),
+            "label: 2 is not one of the production model's classes [0, 1]"),
     RunCase("csv-single-class", data_file("sc.csv", lambda: bundled_like().assign(label=1)), "single class"),
-    RunCase("csv-too-few-rows", data_file("few.csv", lambda: bundled_like(slice(0, 20))), "20 rows, fewer than the minimum of 50"),
-    RunCase("csv-every-row-invalid-under-quarantine", data_file("allbad.csv", lambda: bundled_like().assign(mean_area=np.inf)),
+    RunCase("csv-too-few-rows", data_file("few.csv", lambda: bundled_like(slice(0, 20))),
+            "20 rows, fewer than the minimum of 50"),
+    RunCase("csv-every-row-invalid-under-quarantine", data_file("bad.csv", lambda: bundled_like().assign(mean_area=np.inf)),
             "569 of 569 rows invalid (100.0%, allowed 99.0%)",
             extra_config=op_config("breast_cancer", "validated_data", max_invalid_fraction=0.99)),
-    RunCase("parquet-garbage", raw_file("garbage.parquet", lambda: b"garbage"), "garbage.parquet' could not be read: unreadable"),
+    RunCase("parquet-garbage", raw_file("garbage.parquet", lambda: b"garbage"),
+            "garbage.parquet' could not be read: unreadable"),
     RunCase("parquet-truncated", raw_file("cut.parquet", lambda: parquet_bytes()[: len(parquet_bytes()) // 2]),
             "cut.parquet' could not be read: unreadable (ArrowInvalid"),
     # Run config.
     RunCase("config-negative-C", lambda tmp: op_config("breast_cancer", "trained_model", params={"C": -1}),
             "trained_model: The 'C' parameter of LogisticRegression must be a float in the range (0.0, inf]. Got -1"),
     RunCase("config-unknown-param", lambda tmp: op_config("breast_cancer", "trained_model", params={"bogus": 1}),
-            "bad hyper-parameters for logistic_regression: LogisticRegression.__init__() got an unexpected keyword argument 'bogus'"),
+            "bad hyper-parameters for logistic_regression: LogisticRegression.__init__() got an unexpected keyword "
+            "argument 'bogus'"),
     RunCase("config-metric-nonexistent", lambda tmp: op_config("breast_cancer", "production_model", metric="nonexistent"),
             "breast_cancer__production_model:config:metric not in enum", refused_at_launch=True),
     RunCase("config-estimator-nonexistent", lambda tmp: op_config("breast_cancer", "trained_model", estimator="xgb"),
@@ -393,8 +443,8 @@ RUN_CASES = [
     # The README's way: `dagster asset materialize` on the instance.
     RunCase("dagster-cli-missing-column", data_file("mc.csv", lambda: bundled_like().drop(columns=["mean_area"])),
             "missing column(s) 'mean_area'", via_dagster_cli=True),
-    RunCase("dagster-cli-csv-a-folder", lambda tmp: (tmp / "folder.csv").mkdir() or csv_source(tmp / "folder.csv"),
-            "folder.csv' could not be read: not a regular file", via_dagster_cli=True),
+    RunCase("dagster-cli-csv-a-folder", folder_source, "folder.csv' could not be read: not a regular file",
+            via_dagster_cli=True),
 ]
 
 

@@ -331,7 +331,9 @@ class AlertOutbox:
             raise NotAnOutboxError(f"{self.path} is not an alert outbox ({exc})") from exc
         missing = [t for t in TABLES if t not in tables]
         if missing:
-            raise NotAnOutboxError(f"{self.path} is not an alert outbox (a SQLite file without the table(s) {', '.join(missing)})")
+            raise NotAnOutboxError(
+                f"{self.path} is not an alert outbox (a SQLite file without the table(s) {', '.join(missing)})"
+            )
         if version > SCHEMA_VERSION:
             raise NotAnOutboxError(f"{self.path} has outbox schema {version}, newer than this code ({SCHEMA_VERSION})")
 
@@ -343,9 +345,8 @@ class AlertOutbox:
             # read the file as immutable, which creates nothing and takes no lock.
             writer_open = all(Path(f"{self.path}{suffix}").exists() for suffix in ("-wal", "-shm"))
             query = "mode=ro" if writer_open else "mode=ro&immutable=1"
-            conn = sqlite3.connect(
-                f"{self.path.resolve().as_uri()}?{query}", uri=True, timeout=self.busy_timeout_seconds, isolation_level=None
-            )
+            uri = f"{self.path.resolve().as_uri()}?{query}"
+            conn = sqlite3.connect(uri, uri=True, timeout=self.busy_timeout_seconds, isolation_level=None)
         else:
             conn = sqlite3.connect(self.path, timeout=self.busy_timeout_seconds, isolation_level=None)
         try:

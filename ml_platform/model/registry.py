@@ -83,7 +83,9 @@ class DamagedStateError(RegistryError):
     """state.json is empty, truncated, of the wrong shape, or vanished while its journal remains."""
 
     def __init__(self, path: str, problem: str) -> None:
-        super().__init__(f"{path} {problem}; refusing to treat it as a new registry (`ml-platform models recover` rebuilds it)")
+        super().__init__(
+            f"{path} {problem}; refusing to treat it as a new registry (`ml-platform models recover` rebuilds it)"
+        )
         self.problem = f"{path} {problem}"
 
 
@@ -120,7 +122,8 @@ def state_problem(state: object) -> str | None:
         return f"missing {', '.join(repr(k) for k in missing)}"
     aliases = state["aliases"]
     if not isinstance(aliases, dict) or not all(
-        alias in ALIASES and isinstance(version, str) and _VERSION_NAME.match(version) for alias, version in aliases.items()
+        alias in ALIASES and isinstance(version, str) and _VERSION_NAME.match(version)
+        for alias, version in aliases.items()
     ):
         return f"'aliases' must map {', '.join(ALIASES)} to versions like 'v3', found {json.dumps(aliases)[:80]}"
     history = state["history"]
@@ -340,7 +343,9 @@ class ModelRegistry:
             raise RegistryError(f"model version {version}: {self._shown(path)} is not valid JSON ({exc})") from exc
         fields = ("version", "created_at", "sha256")
         if not isinstance(record, dict) or not all(isinstance(record.get(f), str) for f in fields):
-            raise RegistryError(f"model version {version}: {self._shown(path)} has the wrong shape (needs {', '.join(fields)})")
+            raise RegistryError(
+                f"model version {version}: {self._shown(path)} has the wrong shape (needs {', '.join(fields)})"
+            )
         if record["version"] != version:
             raise RegistryError(
                 f"model version {version}: its metadata says it is {record['version']} "
@@ -431,7 +436,8 @@ class ModelRegistry:
         except UnicodeDecodeError as exc:
             raise DamagedStateError(shown, "is not UTF-8 text") from exc
         except json.JSONDecodeError as exc:
-            raise DamagedStateError(shown, f"is not valid JSON ({exc.msg} at line {exc.lineno} column {exc.colno}: truncated?)") from exc
+            where = f"{exc.msg} at line {exc.lineno} column {exc.colno}"
+            raise DamagedStateError(shown, f"is not valid JSON ({where}: truncated?)") from exc
         problem = state_problem(state)
         if problem is not None:
             raise DamagedStateError(shown, f"has the wrong shape ({problem})")
@@ -543,7 +549,8 @@ class ModelRegistry:
         if alias not in ALIASES:
             raise RegistryError(f"unknown alias {alias!r}; aliases are {ALIASES}")
         if state["aliases"].get(alias) == version:
-            raise RegistryError(f"model version {version} is already {'in production' if alias == 'production' else alias}")
+            already = "in production" if alias == "production" else alias
+            raise RegistryError(f"model version {version} is already {already}")
         target = self.verify(version)
         if expected_features is not None and list(expected_features) != target.features:
             missing = sorted(set(expected_features) - set(target.features))
@@ -603,7 +610,9 @@ class ModelRegistry:
             if journal_problem:
                 not_recovered.append(journal_problem)
             if not history and not journal_problem:
-                not_recovered.append("aliases and history: the registry has no journal (it predates it); promote a version again")
+                not_recovered.append(
+                    "aliases and history: the registry has no journal (it predates it); promote a version again"
+                )
             for alias, version in sorted(aliases.items()):
                 if version not in artifacts:
                     del aliases[alias]
@@ -653,7 +662,8 @@ class ModelRegistry:
             if index != len(history):
                 break
             try:
-                entry = json.loads((self._read(self._path(JOURNAL_DIR, f"{index:06d}.json")) or b"").decode("utf-8"))
+                raw = self._read(self._path(JOURNAL_DIR, f"{index:06d}.json")) or b""
+                entry = json.loads(raw.decode("utf-8"))
             except ValueError:  # UnicodeDecodeError included
                 entry = None
             if state_problem({"aliases": {}, "history": [entry]}) is not None:
