@@ -41,7 +41,9 @@ def promoted_four_times(root: Path) -> ModelRegistry:
         (b'{"aliases": {}, "history": [], "artifacts": {"v1": "abc"}}', "has the wrong shape ('artifacts' must map versions to sha256"),
     ],
 )
-def test_a_damaged_state_is_refused_by_readers_and_writers_and_left_as_it_is(tmp_path: Path, content: bytes, problem: str) -> None:
+def test_a_damaged_state_is_refused_by_readers_and_writers_and_left_as_it_is(
+    tmp_path: Path, content: bytes, problem: str
+) -> None:
     registry = promoted_four_times(tmp_path)
     state = tmp_path / "state.json"
     state.write_bytes(content)
@@ -63,7 +65,8 @@ def test_recover_rebuilds_history_and_aliases_from_the_journal_and_keeps_the_dam
     (tmp_path / "state.json").write_text("")
     recovery = registry.recover()
     assert json.loads((tmp_path / "state.json").read_text()) == before
-    assert (recovery.versions, recovery.history_entries, recovery.aliases) == (["v1", "v2", "v3", "v4"], 4, {"production": "v4", "previous": "v3"})
+    assert recovery.versions == ["v1", "v2", "v3", "v4"] and recovery.history_entries == 4
+    assert recovery.aliases == {"production": "v4", "previous": "v3"}
     assert recovery.problem == f"{tmp_path / 'state.json'} is empty" and recovery.not_recovered == []
     [kept] = tmp_path.glob("state.json.damaged-*")
     assert recovery.damaged_copy == str(kept) and kept.read_bytes() == b""
@@ -111,7 +114,9 @@ def test_a_registry_older_than_the_journal_gets_one_at_its_next_write(tmp_path: 
     (tmp_path / "state.json").write_text("")
     recovery = registry.recover()
     assert recovery.aliases == {} and recovery.versions == ["v1", "v2", "v3", "v4"]
-    assert recovery.not_recovered == ["aliases and history: the registry has no journal (it predates it); promote a version again"]
+    assert recovery.not_recovered == [
+        "aliases and history: the registry has no journal (it predates it); promote a version again"
+    ]
 
 
 def test_a_version_folder_copied_over_another_is_refused(tmp_path: Path) -> None:
@@ -123,7 +128,8 @@ def test_a_version_folder_copied_over_another_is_refused(tmp_path: Path) -> None
     # Even with its metadata made to say v3, the sha256 kept in the state (outside the folder) differs.
     metadata = tmp_path / "versions" / "v3" / "metadata.json"
     metadata.write_text(json.dumps({**json.loads(metadata.read_text()), "version": "v3"}))
-    with pytest.raises(RegistryError, match=r"model version v3: artifact integrity check failed \(sha256 .* kept in state.json\)"):
+    kept_in_state = r"model version v3: artifact integrity check failed \(sha256 .* kept in state.json\)"
+    with pytest.raises(RegistryError, match=kept_in_state):
         registry.load("v3")
     with pytest.raises(RegistryError, match="v3: artifact integrity check failed"):
         registry.rollback(to="v3")
@@ -175,7 +181,8 @@ def test_promoting_what_an_alias_already_names_is_refused_and_not_recorded(tmp_p
 
 def test_writes_to_a_registry_that_does_not_exist_create_nothing(tmp_path: Path) -> None:
     registry = ModelRegistry(tmp_path / "typo" / "churn")
-    for write in (lambda: registry.set_alias("production", "v1", reason="x"), registry.rollback, registry.prune, registry.recover):
+    writes = (lambda: registry.set_alias("production", "v1", reason="x"), registry.rollback, registry.prune, registry.recover)
+    for write in writes:
         with pytest.raises(RegistryError, match=f"no registry at {tmp_path / 'typo' / 'churn'}"):
             write()
     assert list(tmp_path.iterdir()) == []
