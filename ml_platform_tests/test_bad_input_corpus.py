@@ -324,14 +324,6 @@ def test_cli_bad_input_gets_one_line_and_changes_nothing(
 
 # -- pipeline runs on bad data and bad run config ------------------------------------------------
 
-FEATURES = [
-    "mean_radius", "mean_texture", "mean_perimeter", "mean_area", "mean_smoothness", "mean_compactness", "mean_concavity",
-    "mean_concave_points", "mean_symmetry", "mean_fractal_dimension", "radius_error", "texture_error", "perimeter_error",
-    "area_error", "smoothness_error", "compactness_error", "concavity_error", "concave_points_error", "symmetry_error",
-    "fractal_dimension_error", "worst_radius", "worst_texture", "worst_perimeter", "worst_area", "worst_smoothness",
-    "worst_compactness", "worst_concavity", "worst_concave_points", "worst_symmetry", "worst_fractal_dimension",
-]
-
 
 def bundled_like(rows: slice = slice(None)) -> pd.DataFrame:
     """The bundled data as a CSV would carry it: the shipped model's 30 features and a `label`."""
@@ -340,19 +332,19 @@ def bundled_like(rows: slice = slice(None)) -> pd.DataFrame:
     return load_breast_cancer_source().frame.iloc[rows].rename(columns={"target": "label"})
 
 
-def csv_source(path: Path, **overrides: Any) -> dict[str, Any]:
+def csv_source(path: Path) -> dict[str, Any]:
     """Run config pointing the shipped model (for one run) at a file with its declared features."""
-    kind = path.suffix.lstrip(".")
-    return source_config("breast_cancer", **{"kind": kind, "path": str(path), "target": "label", "classes": None,
-                                             "features": FEATURES, **overrides})
+    features = [c for c in bundled_like().columns if c != "label"]
+    return source_config("breast_cancer", kind=path.suffix.lstrip("."), path=str(path), target="label", classes=None,
+                         features=features)
 
 
-def data_file(name: str, frame: Callable[[], pd.DataFrame], **overrides: Any) -> Callable[[Path], dict[str, Any]]:
+def data_file(name: str, frame: Callable[[], pd.DataFrame]) -> Callable[[Path], dict[str, Any]]:
     def setup(tmp: Path) -> dict[str, Any]:
         path = tmp / name
         data = frame()
         data.to_parquet(path) if path.suffix == ".parquet" else data.to_csv(path, index=False)
-        return csv_source(path, **overrides)
+        return csv_source(path)
     return setup
 
 

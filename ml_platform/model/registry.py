@@ -446,7 +446,8 @@ class ModelRegistry:
 
     def _write_state(self, state: dict[str, Any]) -> None:
         """Replace state.json atomically (the commit point), then copy to the journal each history
-        entry it lacks (the newest always: after a crash it may hold a change that was not made)."""
+        entry it lacks, and the newest in any case (a journal entry of that index could only be
+        one the state no longer has, e.g. after an older state.json was put back by hand)."""
         self._remove_leftovers()
         self._write_atomic(self._path(STATE_FILE), json.dumps(state, indent=1).encode())
         history = state["history"]
@@ -498,7 +499,8 @@ class ModelRegistry:
     ) -> dict[str, Any]:
         """Point `alias` at `version`, recording the change in the history, atomically.
 
-        Moving `production` also moves `previous` to the old production version.
+        Moving `production` also moves `previous` to the old production version. Refused when
+        `alias` already names `version`: a no-op would only add a misleading history entry.
         """
         with self._locked():
             return self._move_alias(
