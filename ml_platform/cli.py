@@ -135,10 +135,8 @@ def _query_alerts(args: argparse.Namespace, outbox: AlertOutbox) -> tuple[Any, s
         columns = ["id", "channel", "status", "attempts", "alerts", "next_attempt_at", "last_error"]
         return [d.to_dict() for d in deliveries], format_table(rows, columns)
     if args.command == "requeue":
-        # Checked read-only first: a refused requeue leaves the file as it was.
-        is_dead = any(d.id == args.delivery_id for d in outbox.dead_letters(limit=sys.maxsize))
-        if not is_dead or not AlertOutbox(outbox.path).requeue(args.delivery_id, now=time.time()):
-            raise RegistryError(f"delivery {args.delivery_id} is not a dead letter")
+        # Opened for writing only now that it is known to be an outbox (a read-only open checked it).
+        AlertOutbox(outbox.path).requeue(args.delivery_id, now=time.time(), force=args.force)
         return {"requeued": args.delivery_id}, f"delivery {args.delivery_id} will be sent at the next sensor tick"
     raise AssertionError(args.command)
 
@@ -291,6 +289,7 @@ def build_parser() -> argparse.ArgumentParser:
             sub.add_argument("--limit", type=int, default=50)
         if name == "requeue":
             sub.add_argument("delivery_id", type=int)
+            sub.add_argument("--force", action="store_true", help="requeue a trigger even if its alert was resolved since")
     return parser
 
 

@@ -144,6 +144,7 @@ class RunTimeCheck(Section):
 class FreshnessCheck(Section):
     warn_hours: float = Field(25.0, gt=0.0)
     fail_hours: float = Field(49.0, gt=0.0)
+    severity: Severity = "MEDIUM"  # of the alert when the policy fails (a warning is alerted LOW)
 
     @model_validator(mode="after")
     def _ordered(self) -> FreshnessCheck:

@@ -112,7 +112,7 @@ def outbox_path(tmp_path: Path) -> Path:
     class Refusing:
         name = "webhook"
 
-        def send(self, alerts) -> None:
+        def send(self, alerts, delivery_key=None) -> None:
             raise PermanentDeliveryError("HTTP 404 from http://127.0.0.1:9")
 
     path = tmp_path / "alerts.db"

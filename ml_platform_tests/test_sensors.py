@@ -1,5 +1,6 @@
 """The alert sensors on a real instance, delivering to real servers on 127.0.0.1."""
 
+import json
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,7 +18,7 @@ from ml_platform.orchestration.alerting import (
     alerting_from_environment,
     alerting_resource,
 )
-from ml_platform.orchestration.sensors import build_alert_sensors
+from ml_platform.orchestration.sensors import CheckSensorCursor, build_alert_sensors
 from ml_platform_tests.alert_servers import RecordingHTTPServer, RecordingSMTPServer
 from ml_platform_tests.conftest import op_config, platform, run_job, source_config, synthetic, train
 
@@ -90,7 +91,7 @@ def test_each_failed_check_is_alerted_exactly_once_across_ticks(
     second_failure = run_pipeline(instance, run_config=op_config(
         "breast_cancer", "trained_model", params={"C": 0.8}, accuracy_check={"min_accuracy": 0.999}))
     new_cursor = tick(instance, cursor, resource)
-    assert int(new_cursor) > int(cursor)
+    assert CheckSensorCursor.parse(new_cursor).checks > CheckSensorCursor.parse(cursor).checks
     assert [a["run_id"] for a in webhook_alerts(webhook)] == [failed_run.run_id, second_failure.run_id]
 
     # Ticks whose cursor was lost (the daemon died before saving it) re-read but never re-send.
@@ -174,24 +175,65 @@ def test_email_channel_delivers_through_a_real_smtp_server(instance: dg.DagsterI
         assert "Model accuracy dropped to 98.25%" in message.message.get_body().get_content()
 
 
-def run_failure_tick(instance: dg.DagsterInstance, run_id: str, resource: AlertingResource) -> None:
-    run = instance.get_run_by_id(run_id)
-    failure = [e for e in instance.all_logs(run_id, of_type=dg.DagsterEventType.RUN_FAILURE)][0].dagster_event
-    with dg.build_run_status_sensor_context(
-        sensor_name="run_failure_alert_sensor", dagster_instance=instance, dagster_run=run, dagster_event=failure,
-        resources={"alerting": resource},
-    ) as context:
-        run_failure_alert_sensor(context.for_run_failure())
+def run_failure_tick(instance: dg.DagsterInstance, cursor: str | None, resource: AlertingResource) -> str | None:
+    with dg.build_sensor_context(instance=instance, cursor=cursor, resources={"alerting": resource}) as context:
+        run_failure_alert_sensor(context)
+        return context.cursor
 
 
-def test_a_failed_run_raises_one_high_alert(instance: dg.DagsterInstance, tmp_path: Path, webhook: RecordingHTTPServer) -> None:
+def test_a_failed_run_raises_one_high_alert_with_its_cause(
+    instance: dg.DagsterInstance, tmp_path: Path, webhook: RecordingHTTPServer
+) -> None:
     resource = alerting(tmp_path, webhook)
     failed = run_pipeline(instance, source_config("breast_cancer", kind="csv", path=str(tmp_path / "missing.csv")))
-    run_failure_tick(instance, failed.run_id, resource)
-    run_failure_tick(instance, failed.run_id, resource)  # replayed after a daemon restart: no duplicate
+    cursor = run_failure_tick(instance, None, resource)  # the failure happened before the sensor's first tick
+    run_failure_tick(instance, None, resource)  # replayed (cursor lost after a daemon restart): no duplicate
+    run_failure_tick(instance, cursor, resource)
     [alert] = webhook_alerts(webhook)
     assert (alert["check"], alert["severity"], alert["run_id"], alert["model"]) == ("run_failure", "HIGH", failed.run_id, "breast_cancer")
     assert "missing.csv' could not be read: file not found" in alert["message"]
+    assert alert["cause"] == "breast_cancer__raw_data:DataSourceError"
+
+
+def test_a_different_failure_of_the_same_job_is_a_new_alert_and_a_repeat_is_recorded_as_suppressed(
+    instance: dg.DagsterInstance, tmp_path: Path, webhook: RecordingHTTPServer
+) -> None:
+    resource = alerting(tmp_path, webhook)
+    missing = source_config("breast_cancer", kind="csv", path=str(tmp_path / "missing.csv"))
+    bad = tmp_path / "bad.csv"
+    bad.write_text("a,target\n1,0\n")  # fails validation: too few rows, missing features
+    runs = [run_pipeline(instance, missing), run_pipeline(instance, source_config("breast_cancer", kind="csv", path=str(bad))),
+            run_pipeline(instance, missing)]
+    cursor = run_failure_tick(instance, None, resource)
+    assert [a["run_id"] for a in webhook_alerts(webhook)] == [runs[0].run_id, runs[1].run_id]
+    # The log and the JSONL file get every alert, the suppressed repeat too, with its outcome.
+    recorded = [(r["run_id"], r["outcome"]) for r in JsonlAlertFile(tmp_path / "alerts.jsonl").read()]
+    assert recorded == [(runs[0].run_id, "notified"), (runs[1].run_id, "notified"), (runs[2].run_id, "suppressed")]
+    validation = webhook_alerts(webhook)[1]["message"]
+    assert "breast_cancer__validated_data: 1 rows, fewer than the minimum of 50" in validation
+    assert "validated_data: validated_data" not in validation
+    assert run_failure_tick(instance, cursor, resource) == cursor
+
+
+def test_an_unexpected_exception_is_alerted_with_the_users_message_not_dagsters_wrapper(
+    instance: dg.DagsterInstance, tmp_path: Path, webhook: RecordingHTTPServer
+) -> None:
+    model = synthetic("flaky", rows=500, seed=1)
+
+    @dg.asset(key=["flaky", "extra"], deps=[dg.AssetKey(["flaky", "validated_data"])])
+    def extra() -> None:
+        raise KeyError("new data lacks the model's feature(s) ['mean area']")
+
+    defs = dg.Definitions.merge(platform(model), dg.Definitions(assets=[extra]))
+    job = defs.resolve_implicit_global_asset_job_def()
+    failed = job.execute_in_process(instance=instance, asset_selection=[dg.AssetKey(["flaky", "extra"])], raise_on_error=False)
+    assert not failed.success
+    run_failure_tick(instance, None, alerting(tmp_path, webhook))
+    [alert] = webhook_alerts(webhook)
+    assert alert["message"] == (
+        "Run of flaky asset run failed: flaky__extra: KeyError: \"new data lacks the model's feature(s) ['mean area']\""
+    )
+    assert alert["cause"] == "flaky__extra:KeyError"
 
 
 def test_a_run_failed_by_a_blocking_check_is_alerted_once_by_the_check(
@@ -200,9 +242,117 @@ def test_a_run_failed_by_a_blocking_check_is_alerted_once_by_the_check(
     resource = alerting(tmp_path, webhook)
     failed = run_pipeline(instance, run_config=STRICT_ACCURACY)
     assert instance.get_run_by_id(failed.run_id).status == dg.DagsterRunStatus.FAILURE
-    run_failure_tick(instance, failed.run_id, resource)
+    run_failure_tick(instance, None, resource)
     tick(instance, None, resource)
     assert [a["check"] for a in webhook_alerts(webhook)] == ["accuracy_above_threshold"]
+
+
+def test_a_stale_production_model_is_alerted_and_resolved_when_fresh_again(
+    instance: dg.DagsterInstance, tmp_path: Path, webhook: RecordingHTTPServer
+) -> None:
+    from dagster._core.definitions.freshness import FreshnessState, FreshnessStateChange
+
+    key = dg.AssetKey(["breast_cancer", "production_model"])
+    sensor = platform().resolve_sensor_def("check_alert_sensor")
+    resource = alerting(tmp_path, webhook)
+
+    def change(new: FreshnessState, old: FreshnessState) -> None:
+        # What the freshness daemon records when a FreshnessPolicy's state changes.
+        instance.report_runless_asset_event(FreshnessStateChange(key=key, new_state=new, previous_state=old, state_change_timestamp=time.time()))
+
+    def sensor_tick(cursor: str | None) -> str | None:
+        with dg.build_sensor_context(instance=instance, cursor=cursor, resources={"alerting": resource}) as context:
+            sensor(context)
+            return context.cursor
+
+    change(FreshnessState.FAIL, FreshnessState.PASS)
+    cursor = sensor_tick(None)
+    [stale] = webhook_alerts(webhook)
+    assert (stale["check"], stale["severity"], stale["state"], stale["model"]) == ("freshness", "MEDIUM", "firing", "breast_cancer")
+    assert stale["message"] == "breast_cancer/production_model is stale: not materialized for more than 49 h (freshness policy FAIL)"
+    change(FreshnessState.PASS, FreshnessState.FAIL)
+    sensor_tick(cursor)
+    assert [(a["check"], a["state"]) for a in webhook_alerts(webhook)] == [("freshness", "firing"), ("freshness", "resolved")]
+
+
+def test_a_resolved_notice_carries_the_passing_evaluations_figures(
+    instance: dg.DagsterInstance, tmp_path: Path, webhook: RecordingHTTPServer
+) -> None:
+    assert run_job(instance, platform(SYNTH), "synth_training").success
+    resource = alerting(tmp_path, webhook)
+    monitor(instance, seed=2, drift_features=["f0"], drift_shift=6.0)
+    cursor = tick(instance, None, resource)
+    monitor(instance, seed=3)
+    tick(instance, cursor, resource)
+    [firing] = [a for a in webhook_alerts(webhook) if a["check"] == "data_drift" and a["state"] == "firing"]
+    [resolved] = [a for a in webhook_alerts(webhook) if a["check"] == "data_drift" and a["state"] == "resolved"]
+    assert firing["metadata"]["max_psi"] > 1.0
+    assert resolved["metadata"]["max_psi"] < 0.2
+    assert f"{resolved['metadata']['max_psi']:.3f}" in resolved["message"]
+
+
+def test_a_broken_channel_is_switched_off_alone_and_alerted_on_the_channels_that_work(
+    instance: dg.DagsterInstance, tmp_path: Path, webhook: RecordingHTTPServer, monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # A password without STARTTLS is refused by the email channel: before, no channel sent anything.
+    email = EmailChannelResource(host="127.0.0.1", port=25, to_addresses=["oncall@example.com"], username="ops",
+                                 password="hunter2-not-logged", starttls=False)
+    resource = alerting(tmp_path, webhook, email=email)
+    run_pipeline(instance, run_config=STRICT_ACCURACY)
+    with dg.build_sensor_context(instance=instance, resources={"alerting": resource}) as context:
+        reason = check_alert_sensor(context).skip_message
+    assert "email switched off: EmailChannel: refusing to send a password without STARTTLS" in reason
+    alerts = webhook_alerts(webhook)
+    assert {(a["asset"], a["check"], a["severity"]) for a in alerts} == {
+        ("alerting/email", "channel_configuration", "HIGH"), ("breast_cancer/trained_model", "accuracy_above_threshold", "HIGH"),
+    }
+    assert "alert channel 'email' is switched off" in caplog.text
+    assert "hunter2" not in caplog.text + json.dumps(alerts) + (tmp_path / "alerts.jsonl").read_text()
+    # Allowed explicitly (ML_PLATFORM_SMTP_ALLOW_PLAIN_AUTH=true), the channel logs in and delivers.
+    with RecordingSMTPServer(users={"ops": "hunter2-not-logged"}) as smtp:
+        for name, value in {"HOST": "127.0.0.1", "PORT": str(smtp.port), "TO": "oncall@example.com", "USERNAME": "ops",
+                            "PASSWORD": "hunter2-not-logged", "STARTTLS": "false", "ALLOW_PLAIN_AUTH": "true"}.items():
+            monkeypatch.setenv(f"ML_PLATFORM_SMTP_{name}", value)
+        from_environment = alerting_from_environment()
+        run_pipeline(instance, run_config=op_config(
+            "breast_cancer", "trained_model", params={"C": 0.7}, accuracy_check={"min_accuracy": 0.999}))
+        with dg.build_sensor_context(instance=instance, resources={"alerting": from_environment}) as context:
+            check_alert_sensor(context)
+        assert any("Model accuracy dropped" in m.message.get_body().get_content() for m in smtp.messages)
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "reason"),
+    [
+        ("ML_PLATFORM_SMTP_PORT", "abc", "ML_PLATFORM_SMTP_PORT='abc' is not a whole number in 1..65535"),
+        ("ML_PLATFORM_SMTP_STARTTLS", "maybe", "ML_PLATFORM_SMTP_STARTTLS='maybe' is not true or false"),
+        ("ML_PLATFORM_SMTP_ALLOW_PLAIN_AUTH", "2", "ML_PLATFORM_SMTP_ALLOW_PLAIN_AUTH='2' is not true or false"),
+    ],
+)
+def test_an_unreadable_environment_variable_switches_its_channel_off_naming_the_variable(
+    monkeypatch: pytest.MonkeyPatch, variable: str, value: str, reason: str
+) -> None:
+    monkeypatch.setenv("ML_PLATFORM_SMTP_HOST", "127.0.0.1")
+    monkeypatch.setenv("ML_PLATFORM_SMTP_TO", "oncall@example.com")
+    monkeypatch.setenv(variable, value)
+    channels, broken = alerting_from_environment().channels()
+    assert broken == {"email": reason}
+    assert set(channels) == {"log", "jsonl"}
+
+
+def test_a_bad_sensor_interval_falls_back_to_the_default_and_is_named() -> None:
+    code = (
+        "from ml_platform.orchestration import sensors; "
+        "print(sensors.ALERT_SENSOR_INTERVAL, sensors.SENSOR_PROBLEMS)"
+    )
+    import os
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         env={**os.environ, "ML_PLATFORM_ALERT_SENSOR_INTERVAL": "soon"}).stdout
+    assert out.strip() == "30 [\"ML_PLATFORM_ALERT_SENSOR_INTERVAL='soon' is not a whole number in 1..86400\"]"
 
 
 def test_channels_are_switched_on_by_environment_variables_as_env_vars(monkeypatch: pytest.MonkeyPatch) -> None:

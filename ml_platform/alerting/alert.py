@@ -5,8 +5,9 @@ LOW (pipeline run time). Checks map to a severity by name; unknown checks fall b
 to their Dagster severity (ERROR -> HIGH, WARN -> MEDIUM).
 
 An alert is FIRING (a check failed) or RESOLVED (a check that was firing passed again).
-Its fingerprint (asset, check, model version, environment) is its identity for
-deduplication and for matching a resolution to what fired. Delivery lives in
+Its fingerprint (asset, check, model version, environment, and for a failed run what failed:
+the step and the error class) is its identity for deduplication and for matching a
+resolution to what fired: two different failures are two alerts, never one suppressed. Delivery lives in
 channels (where to), outbox (persisted queue) and dispatch (policy), beside this module.
 """
 
@@ -50,9 +51,12 @@ def run_url(webserver_base_url: str | None, run_id: str | None) -> str | None:
     return f"{webserver_base_url.rstrip('/')}/runs/{quote(run_id, safe='')}"
 
 
-def alert_fingerprint(asset: str, check: str, model_version: str | None, environment: str) -> str:
-    """Stable identity of an alert: the same check on the same asset, model version and environment."""
-    key = "|".join([asset, check, model_version or "", environment])
+def alert_fingerprint(
+    asset: str, check: str, model_version: str | None, environment: str, cause: str | None = None
+) -> str:
+    """Stable identity of an alert: the same check on the same asset, model version and
+    environment, failing for the same cause (when one is given, e.g. a run's step and error class)."""
+    key = "|".join([asset, check, model_version or "", environment, *([cause] if cause else [])])
     return hashlib.sha256(key.encode()).hexdigest()[:16]
 
 
@@ -89,6 +93,10 @@ class Alert:
     run_url: str | None = None
     state: AlertState = AlertState.FIRING
     model: str | None = None  # the declared model it concerns (its routes apply), if any
+    # What failed, when the check alone does not say (a run: "<step>:<error class>"); part of the fingerprint.
+    cause: str | None = None
+    # What the dispatcher did with it: notified | suppressed (repeat within the interval) | unrouted.
+    outcome: str = "notified"
 
     def __post_init__(self) -> None:
         # Accept plain strings ("HIGH", "resolved") from config and JSON.
@@ -98,7 +106,7 @@ class Alert:
     @property
     def fingerprint(self) -> str:
         """Identity for deduplication: the same check on the same asset, model version and environment."""
-        return alert_fingerprint(self.asset, self.check, self.model_version, self.environment)
+        return alert_fingerprint(self.asset, self.check, self.model_version, self.environment, self.cause)
 
     @property
     def firing(self) -> bool:
@@ -119,6 +127,8 @@ class Alert:
 
     def one_line(self) -> str:
         prefix = "RESOLVED " if self.state is AlertState.RESOLVED else ""
+        if self.outcome != "notified":
+            prefix = f"({self.outcome}) {prefix}"
         return (
             f"{prefix}[{self.severity.value}] {self.asset}/{self.check}: {self.message}"
             f" -- Action: {self.recommended_action}"
@@ -188,11 +198,14 @@ class JsonlAlertFile:
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
 
-    def append(self, alerts: list[Alert]) -> None:
+    def append(self, alerts: list[Alert], delivery_key: str | None = None) -> None:
+        """Append `alerts`; `delivery_key` (the same on a resend after a crash) goes on each line,
+        so a reader can drop the repeat."""
         if not alerts:
             return
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        payload = "".join(json.dumps(a.to_dict(), default=str) + "\n" for a in alerts)
+        extra = {"delivery_key": delivery_key} if delivery_key else {}
+        payload = "".join(json.dumps({**a.to_dict(), **extra}, default=str) + "\n" for a in alerts)
         with self.path.open("a", encoding="utf-8") as f:
             fcntl.flock(f, fcntl.LOCK_EX)
             f.write(payload)

@@ -159,6 +159,11 @@ class _NoRedirect(urllib.request.HTTPRedirectHandler):
 
 
 _OPENER = urllib.request.build_opener(_NoRedirect())
+IDEMPOTENCY_HEADER = "Idempotency-Key"
+
+
+def _idempotency_header(delivery_key: str | None) -> dict[str, str]:
+    return {IDEMPOTENCY_HEADER: delivery_key} if delivery_key else {}
 
 RETRYABLE_HTTP_STATUSES = frozenset({408, 425, 429})
 
@@ -224,7 +229,8 @@ def post_json(
 class AlertChannel(Protocol):
     name: str
 
-    def send(self, alerts: list[Alert]) -> None: ...
+    def send(self, alerts: list[Alert], delivery_key: str | None = None) -> None:
+        """Deliver one message; `delivery_key` is the same on every resend of it (idempotency)."""
 
 
 def _summary(alerts: Sequence[Alert], source: str) -> str:
@@ -269,10 +275,11 @@ class LogChannel:
         self.name = name
         self.logger_name = logger_name
 
-    def send(self, alerts: list[Alert]) -> None:
+    def send(self, alerts: list[Alert], delivery_key: str | None = None) -> None:
         if not alerts:
             return
-        firing = [a for a in alerts if a.firing]
+        # Suppressed repeats are recorded, not raised again: they log at INFO.
+        firing = [a for a in alerts if a.firing and a.outcome != "suppressed"]
         top = max((a.severity for a in firing), key=lambda s: s.rank, default=None)
         level = {Severity.HIGH: logging.ERROR, Severity.MEDIUM: logging.WARNING}.get(top, logging.INFO)  # type: ignore[arg-type]
         lines = [_summary(alerts, "ml_platform")] + [f"  {a.one_line()}" for a in alerts]
@@ -289,9 +296,9 @@ class JsonlFileChannel:
         self.name = name
         self.file = JsonlAlertFile(path)
 
-    def send(self, alerts: list[Alert]) -> None:
+    def send(self, alerts: list[Alert], delivery_key: str | None = None) -> None:
         try:
-            self.file.append(list(alerts))
+            self.file.append(list(alerts), delivery_key=delivery_key)
         except OSError as err:  # disk full, permissions: may clear up
             raise RetryableDeliveryError(f"cannot append to {self.file.path}: {type(err).__name__}: {err.strerror}") from None
 
@@ -373,10 +380,11 @@ class SlackWebhookChannel:
             )
         return {"text": f"{icon} {summary}", "blocks": blocks, "attachments": attachments}
 
-    def send(self, alerts: list[Alert]) -> None:
+    def send(self, alerts: list[Alert], delivery_key: str | None = None) -> None:
         if alerts:
             url = self._url.reveal()
-            post_json(url, self.payload(alerts), timeout=self.timeout_seconds, secrets=_url_secret_parts(url))
+            post_json(url, self.payload(alerts), timeout=self.timeout_seconds, secrets=_url_secret_parts(url),
+                      headers=_idempotency_header(delivery_key))
 
     def __repr__(self) -> str:
         return f"SlackWebhookChannel(name={self.name!r}, webhook_url=***, timeout_seconds={self.timeout_seconds:g})"
@@ -411,11 +419,13 @@ class JsonWebhookChannel:
             "alerts": [a.to_dict() for a in alerts],
         }
 
-    def send(self, alerts: list[Alert]) -> None:
+    def send(self, alerts: list[Alert], delivery_key: str | None = None) -> None:
         if not alerts:
             return
         url = self._url.reveal()
-        headers = {"Authorization": f"Bearer {self._token.reveal()}"} if self._token else {}
+        headers = _idempotency_header(delivery_key)
+        if self._token:
+            headers["Authorization"] = f"Bearer {self._token.reveal()}"
         secrets = _url_secret_parts(url) + ([self._token.reveal()] if self._token else [])
         post_json(url, self.payload(alerts), timeout=self.timeout_seconds, secrets=secrets, headers=headers)
 
@@ -484,7 +494,8 @@ class PagerDutyChannel:
             event["client_url"] = alert.run_url
         return event
 
-    def send(self, alerts: list[Alert]) -> None:
+    def send(self, alerts: list[Alert], delivery_key: str | None = None) -> None:
+        # PagerDuty deduplicates on each event's dedup_key (the fingerprint) already.
         secrets = [self._routing_key.reveal()]
         for alert in alerts:
             post_json(self.events_url, self.event(alert), timeout=self.timeout_seconds, secrets=secrets)
@@ -535,18 +546,20 @@ class EmailChannel:
         self.tls_ca_file = tls_ca_file or None
         self.source = source
 
-    def message(self, alerts: Sequence[Alert]) -> EmailMessage:
+    def message(self, alerts: Sequence[Alert], delivery_key: str | None = None) -> EmailMessage:
         msg = EmailMessage()
         msg["Subject"] = _summary(alerts, self.source)
         msg["From"] = self.from_addr
         msg["To"] = ", ".join(self.to_addrs)
         msg["Date"] = formatdate(localtime=False, usegmt=True)
-        msg["Message-ID"] = make_msgid(domain=self.from_addr.rpartition("@")[2] or "localhost")
+        domain = self.from_addr.rpartition("@")[2] or "localhost"
+        # The same Message-ID on a resend, so mail systems and clients can drop the duplicate.
+        msg["Message-ID"] = f"<{delivery_key}@{domain}>" if delivery_key else make_msgid(domain=domain)
         msg["X-Alert-Fingerprints"] = ",".join(sorted({a.fingerprint for a in alerts}))
         msg.set_content(_plain_text(alerts, self.source))
         return msg
 
-    def send(self, alerts: list[Alert]) -> None:
+    def send(self, alerts: list[Alert], delivery_key: str | None = None) -> None:
         if not alerts:
             return
         where = f"smtp://{self.host}:{self.port}"
@@ -557,7 +570,7 @@ class EmailChannel:
                     smtp.starttls(context=ssl.create_default_context(cafile=self.tls_ca_file))
                 if self.username:
                     smtp.login(self.username, self._password.reveal())
-                refused = smtp.send_message(self.message(alerts), from_addr=self.from_addr, to_addrs=self.to_addrs)
+                refused = smtp.send_message(self.message(alerts, delivery_key), from_addr=self.from_addr, to_addrs=self.to_addrs)
         except smtplib.SMTPRecipientsRefused as err:
             codes = {code for code, _ in err.recipients.values()}
             reason = f"SMTP {where} refused all recipients: " + ", ".join(

@@ -16,13 +16,19 @@ Policy, Alertmanager-style:
   sooner only if its severity rises;
 - resolution: a fingerprint that was notified as firing and is reported passing sends a
   RESOLVED notice to the channels that were told it fires; otherwise nothing;
+- record: the record channels (the log and the JSONL file) get every alert, suppressed and
+  unrouted ones too, each marked with its outcome, whatever the routes say;
 - grouping: the alerts of one run (and environment, and state) are ONE message per channel;
   a message that is still waiting (not attempted yet) absorbs later alerts of its group;
 - delivery: each (channel, group) is an outbox row; failures back off exponentially
   (30 s, x2, cap 1 h, or the server's Retry-After when longer) and are retried on later
   calls; permanent failures and deliveries older than `give_up_after_seconds` become dead
   letters; channels are sent in parallel and a channel that fails stops its own queue for
-  this pass only (so a hanging endpoint costs one timeout), keeping its messages in order.
+  this pass only (so a hanging endpoint costs one timeout), keeping its messages in order;
+- crash safety: a delivery being sent is leased for `lease_seconds` (30 s); a sender killed
+  mid-send leaves it leased, and the channel's later messages wait behind it, so after the
+  lease it goes first. Each delivery carries a stable key (`delivery_key`: the webhook's
+  Idempotency-Key header, the email's Message-ID) so a receiver can drop the one resend.
 
 Submissions are atomic (one SQLite transaction) and idempotent: each alert is keyed on
 the caller's idempotency key, else on its source event id. No Dagster import.
@@ -61,6 +67,7 @@ class ResolvedCheck:
     run_id: str | None = None
     source_event_id: int | None = None
     message: str | None = None
+    metadata: dict[str, Any] = field(default_factory=dict)  # the passing evaluation's figures
 
     @property
     def fingerprint(self) -> str:
@@ -120,7 +127,8 @@ class AlertDispatcher:
         max_retry_after_seconds: float = 6 * 3600.0,
         give_up_after_seconds: float | None = 24 * 3600.0,
         group_wait_seconds: float = 0.0,
-        lease_seconds: float = 600.0,
+        lease_seconds: float = 30.0,
+        record_channels: Sequence[str] | None = None,
         max_parallel_channels: int = 8,
         webserver_base_url: str | None = None,
         resolve_across_model_versions: bool = False,
@@ -136,6 +144,14 @@ class AlertDispatcher:
                     raise ValueError(f"two alert channels are named {channel.name!r}; give each a unique name")
                 self.channels[channel.name] = channel
         self.routes = self._validated_routes(routes)
+        # Where every alert is recorded, whatever its routing or suppression (README: "the log and
+        # the JSONL file get everything").
+        if record_channels is None:
+            record_channels = [name for name in ("log", "jsonl") if name in self.channels]
+        unknown = [name for name in record_channels if name not in self.channels]
+        if unknown:
+            raise ValueError(f"alert record channel(s) {unknown} are not configured: {sorted(self.channels)}")
+        self.record_channels = list(record_channels)
         self.model_routes = {
             model: {**self.routes, **self._validated_routes(overrides, complete=False, scope=f"model {model!r}: ")}
             for model, overrides in (model_routes or {}).items()
@@ -269,10 +285,14 @@ class AlertDispatcher:
                 )
                 escalated = was_firing and alert.severity.rank > state.severity.rank  # type: ignore[union-attr]
                 if recently and not escalated:
-                    tx.record_alert(alert, idempotency_key=key, outcome="suppressed", channels=[], now=now)
+                    suppressed = replace(alert, outcome="suppressed")
+                    tx.record_alert(suppressed, idempotency_key=key, outcome="suppressed", channels=[], now=now)
+                    for channel in self.record_channels:
+                        outgoing[(channel, group_key(alert))].append(suppressed)
                     result.suppressed += 1
                     continue
                 outcome = "notified" if routes else "unrouted"
+                alert = replace(alert, outcome=outcome)
                 tx.record_alert(alert, idempotency_key=key, outcome=outcome, channels=routes, now=now)
                 told = set(routes) | (set(state.channels) if was_firing else set())  # type: ignore[union-attr]
                 severity = max(alert.severity, state.severity, key=lambda s: s.rank) if was_firing else alert.severity  # type: ignore[union-attr]
@@ -286,7 +306,7 @@ class AlertDispatcher:
                     last_event_id=_newest(alert.source_event_id, state.last_event_id if state else None),
                     now=now,
                 )
-                for channel in routes:
+                for channel in dict.fromkeys([*self.record_channels, *routes]):
                     outgoing[(channel, group_key(alert))].append(alert)
                 if routes:
                     result.notified += 1
@@ -355,7 +375,7 @@ class AlertDispatcher:
                         last_event_id=_newest(item.source_event_id, state.last_event_id),
                         now=now,
                     )
-                    for channel in channels:
+                    for channel in dict.fromkeys([*self.record_channels, *channels]):
                         outgoing[(channel, group_key(notice))].append(notice)
                     result.notified += 1
                     acted = True
@@ -380,6 +400,9 @@ class AlertDispatcher:
         return replace(
             firing,
             state=AlertState.RESOLVED,
+            outcome="notified",
+            # The passing evaluation's figures, never the firing alert's (they contradict the message).
+            metadata=dict(item.metadata),
             message=message,
             run_id=run_id,
             run_url=link,
@@ -442,7 +465,7 @@ class AlertDispatcher:
             attempts = delivery.attempts + 1
             t0 = time.monotonic()
             try:
-                channel.send(delivery.alerts)
+                channel.send(delivery.alerts, delivery_key=delivery.delivery_key)
             except DeliveryError as err:
                 failure: DeliveryError = err
             except Exception as err:  # a bug in a channel must not stop the others

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import uuid
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -28,7 +29,11 @@ from typing import Any
 
 from ml_platform.alerting.alert import Alert, AlertState, Severity
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+# Schema upgrades, by the version they upgrade from (CREATE ... IF NOT EXISTS covers new tables).
+MIGRATIONS = {
+    1: ["ALTER TABLE deliveries ADD COLUMN delivery_key TEXT"],
+}
 TABLES = ("alerts", "fingerprints", "deliveries")
 
 SCHEMA = """
@@ -81,7 +86,8 @@ CREATE TABLE IF NOT EXISTS deliveries (
     delivered_at     REAL,
     last_error       TEXT,                     -- secret-free reason of the last failure
     lease_owner      TEXT,                     -- who is sending it right now
-    lease_until      REAL
+    lease_until      REAL,
+    delivery_key     TEXT                      -- stable across resends: receivers deduplicate on it
 );
 CREATE INDEX IF NOT EXISTS deliveries_due ON deliveries (status, next_attempt_at, id);
 CREATE INDEX IF NOT EXISTS deliveries_by_channel ON deliveries (channel, status, attempts);
@@ -107,10 +113,12 @@ class Delivery:
     last_attempt_at: float | None
     delivered_at: float | None
     last_error: str | None
+    delivery_key: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "id": self.id,
+            "delivery_key": self.delivery_key,
             "channel": self.channel,
             "group_key": self.group_key,
             "status": self.status,
@@ -169,6 +177,9 @@ def _delivery(row: sqlite3.Row) -> Delivery:
         last_attempt_at=row["last_attempt_at"],
         delivered_at=row["delivered_at"],
         last_error=row["last_error"],
+        # Rows written before schema 2 had none: derive a stable one from the row id.
+        # (A schema-1 outbox opened read-only, so not upgraded, has no such column.)
+        delivery_key=(row["delivery_key"] if "delivery_key" in row.keys() else None) or f"delivery-{row['id']}",
     )
 
 
@@ -273,9 +284,9 @@ class OutboxTransaction:
             self._conn.execute("UPDATE deliveries SET alerts = ? WHERE id = ?", (_dumps(merged + new), row["id"]))
             return int(row["id"])
         cur = self._conn.execute(
-            "INSERT INTO deliveries (channel, group_key, alerts, status, attempts, created_at, next_attempt_at)"
-            " VALUES (?, ?, ?, 'pending', 0, ?, ?)",
-            (channel, group_key, _dumps(new), now, not_before),
+            "INSERT INTO deliveries (channel, group_key, alerts, status, attempts, created_at, next_attempt_at, delivery_key)"
+            " VALUES (?, ?, ?, 'pending', 0, ?, ?, ?)",
+            (channel, group_key, _dumps(new), now, not_before, uuid.uuid4().hex),
         )
         return int(cur.lastrowid or 0)
 
@@ -306,10 +317,15 @@ class AlertOutbox:
                 version = conn.execute("PRAGMA user_version").fetchone()[0]
                 if version > SCHEMA_VERSION:
                     raise RuntimeError(f"{self.path} has outbox schema {version}, newer than this code ({SCHEMA_VERSION})")
+                has_deliveries = conn.execute("SELECT 1 FROM sqlite_master WHERE name = 'deliveries'").fetchone()
+                for old_version in range(version, SCHEMA_VERSION):
+                    for statement in MIGRATIONS.get(old_version, []) if has_deliveries else []:
+                        conn.execute(statement)
                 for statement in SCHEMA.split(";"):
                     if statement.strip():
                         conn.execute(statement)
-                conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+                if version != SCHEMA_VERSION:  # unconditionally, it would rewrite the file at every open
+                    conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
                 conn.execute("COMMIT")
             except BaseException:
                 conn.execute("ROLLBACK")
@@ -372,12 +388,18 @@ class AlertOutbox:
     # -- delivery lifecycle ------------------------------------------------------------
 
     def claim_due(self, *, now: float, owner: str, lease_seconds: float, limit: int = 500) -> list[Delivery]:
-        """Lease the pending deliveries due at `now` (oldest first) to `owner`."""
+        """Lease the pending deliveries due at `now` (oldest first) to `owner`.
+
+        A channel with a delivery still leased by another sender (sending now, or killed mid-send
+        and waiting out its lease) gets nothing newer claimed: its messages stay in order."""
         with self.transaction() as tx:
             rows = tx._conn.execute(
-                "SELECT * FROM deliveries WHERE status = 'pending' AND next_attempt_at <= ?"
-                " AND (lease_until IS NULL OR lease_until <= ?) ORDER BY id LIMIT ?",
-                (now, now, limit),
+                "SELECT * FROM deliveries AS d WHERE status = 'pending' AND next_attempt_at <= ?"
+                " AND (lease_until IS NULL OR lease_until <= ?)"
+                " AND NOT EXISTS (SELECT 1 FROM deliveries AS busy WHERE busy.channel = d.channel"
+                "   AND busy.status = 'pending' AND busy.id < d.id AND busy.lease_until > ?)"
+                " ORDER BY id LIMIT ?",
+                (now, now, now, limit),
             ).fetchall()
             tx._conn.executemany(
                 "UPDATE deliveries SET lease_owner = ?, lease_until = ? WHERE id = ?",
@@ -418,15 +440,34 @@ class AlertOutbox:
         """Release a claimed delivery without an attempt (its channel failed earlier in this pass)."""
         return self._finish(delivery_id, owner, "next_attempt_at = MAX(next_attempt_at, ?), last_error = ?", (next_attempt_at, note))
 
-    def requeue(self, delivery_id: int, *, now: float) -> bool:
-        """Send a dead letter again at the next pass (e.g. after fixing a channel's configuration)."""
-        with self._connect() as conn:
-            cur = conn.execute(
+    def requeue(self, delivery_id: int, *, now: float, force: bool = False) -> None:
+        """Send a dead letter again at the next pass (e.g. after fixing a channel's configuration).
+
+        Refused, with the reason (ValueError), for a delivery that is not a dead letter, and for a
+        trigger whose alerts have all been resolved since (it would page for a problem that is
+        over) unless `force`."""
+        with self.transaction() as tx:
+            row = tx._conn.execute("SELECT * FROM deliveries WHERE id = ?", (delivery_id,)).fetchone()
+            if row is None or row["status"] != "dead":
+                raise ValueError(f"delivery {delivery_id} is not a dead letter" + (f" (it is {row['status']})" if row else ""))
+            firing = [a for a in _delivery(row).alerts if a.firing]
+            resolved_at = {
+                a.fingerprint: r["updated_at"]
+                for a in firing
+                if (r := tx._conn.execute("SELECT state, updated_at FROM fingerprints WHERE fingerprint = ?",
+                                          (a.fingerprint,)).fetchone()) is not None and r["state"] == AlertState.RESOLVED.value
+            }
+            if firing and len(resolved_at) == len(firing) and not force:
+                alert = firing[0]
+                raise ValueError(
+                    f"delivery {delivery_id} would fire {alert.asset}/{alert.check}, resolved at "
+                    f"{_iso(resolved_at[alert.fingerprint])}; pass --force to send it anyway"
+                )
+            tx._conn.execute(
                 "UPDATE deliveries SET status = 'pending', next_attempt_at = ?, lease_owner = NULL, lease_until = NULL"
-                " WHERE id = ? AND status = 'dead'",
+                " WHERE id = ?",
                 (now, delivery_id),
             )
-            return cur.rowcount == 1
 
     # -- queries (for the CLI and tests) -------------------------------------------------
 
@@ -469,6 +510,19 @@ class AlertOutbox:
             )
             for r in rows
         ]
+
+    def newest_source_event(self, check: str) -> int | None:
+        """The newest source event id among the alerts recorded for `check` (None: none has one)."""
+        with self._connect() as conn:
+            return conn.execute("SELECT MAX(source_event_id) FROM alerts WHERE check_name = ?", (check,)).fetchone()[0]
+
+    def newest_run_alerted(self, check: str) -> str | None:
+        """The run of the newest alert recorded for `check` (None: none)."""
+        with self._connect() as conn:
+            row = conn.execute(
+                "SELECT run_id FROM alerts WHERE check_name = ? AND run_id IS NOT NULL ORDER BY id DESC LIMIT 1", (check,)
+            ).fetchone()
+        return row[0] if row else None
 
     def firing(self) -> list[FingerprintState]:
         """Fingerprints currently firing (notified and not resolved)."""

@@ -147,17 +147,18 @@ def validate_frame(
     if len(failures):
         valid, quarantined = _apply_policy(frame, coerced, schema, failures, policy)
 
+    # Rows first: with every row quarantined there is no class to name.
+    if len(valid) < policy.min_rows:
+        raise DataValidationError(
+            f"validated_data: {len(valid)} valid rows after quarantine, fewer than the minimum "
+            f"of {policy.min_rows}" + (f": {_summarize(failures)}" if len(failures) else ""),
+            failures,
+        )
     classes = valid[spec.target].nunique()
     if classes < 2:
         raise DataValidationError(
             f"validated_data: target column {spec.target!r} has a single class "
             f"({valid[spec.target].iloc[0]!r}); a classifier needs at least two"
-        )
-    if len(valid) < policy.min_rows:
-        raise DataValidationError(
-            f"validated_data: {len(valid)} valid rows after quarantine, fewer than the minimum "
-            f"of {policy.min_rows}",
-            failures,
         )
     return ValidationResult(
         valid=valid.reset_index(drop=True),

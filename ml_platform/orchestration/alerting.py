@@ -116,7 +116,12 @@ class EmailChannelResource(dg.ConfigurableResource):
     username: str = ""
     password: str = ""
     starttls: bool = True
+    # Logging in without STARTTLS sends the password in the clear: only where that is intended.
+    allow_plain_auth: bool = False
     timeout_seconds: float = 10.0
+    # Why this channel cannot work as configured (e.g. an unparsable environment variable): it is
+    # then switched off alone, and the alert sensors say so.
+    misconfigured: str = ""
 
     def is_on(self) -> bool:
         return bool(self.host and self.to_addresses)
@@ -124,10 +129,12 @@ class EmailChannelResource(dg.ConfigurableResource):
     def channel(self) -> AlertChannel | None:
         if not self.is_on():
             return None
+        if self.misconfigured:
+            raise ValueError(self.misconfigured)
         return EmailChannel(
             self.host, port=self.port, from_addr=self.from_address, to_addrs=self.to_addresses,
             username=self.username or None, password=self.password or None, starttls=self.starttls,
-            timeout_seconds=self.timeout_seconds,
+            timeout_seconds=self.timeout_seconds, allow_plain_auth=self.allow_plain_auth,
         )
 
 
@@ -167,21 +174,39 @@ class AlertingResource(dg.ConfigurableResource):
         """The channels that are on, known without reading any secret (safe when the code loads)."""
         return [name for name, resource in self._channel_resources().items() if resource.is_on()]
 
-    def channels(self) -> dict[str, AlertChannel]:
-        return {name: channel for name, resource in self._channel_resources().items() if (channel := resource.channel())}
+    def channels(self) -> tuple[dict[str, AlertChannel], dict[str, str]]:
+        """The channels that work, and those that are on but cannot work (name -> why), switched
+        off alone: one broken channel never silences the others."""
+        working: dict[str, AlertChannel] = {}
+        broken: dict[str, str] = {}
+        for name, resource in self._channel_resources().items():
+            try:
+                channel = resource.channel()
+            except (ValueError, TypeError) as exc:
+                broken[name] = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+                continue
+            if channel is not None:
+                working[name] = channel
+        return working, broken
 
     def dispatcher(self, model_routes: Mapping[str, Mapping[str, Sequence[str]]] | None = None) -> AlertDispatcher:
-        """The dispatcher; `model_routes` (model -> severity -> channels) override the routes per model."""
-        channels = self.channels()
+        """The dispatcher over the working channels; `model_routes` (model -> severity -> channels)
+        override the routes per model. Routes to a broken channel are dropped (its problem is
+        reported by `configuration_problems`), never a reason to send nothing at all."""
+        channels, broken = self.channels()
+
+        def usable(routes: Mapping[str, Sequence[str]]) -> dict[str, list[str]]:
+            return {severity: [n for n in names if n not in broken] for severity, names in routes.items()}
+
         if self.routes is None:
             routes = {severity: [n for n in names if n in channels] for severity, names in DEFAULT_ROUTES.items()}
         else:
-            routes = self.routes
+            routes = usable(self.routes)
         return AlertDispatcher(
             AlertOutbox(self.resolved_outbox_path()),
             channels,
             routes,
-            model_routes=model_routes,
+            model_routes={model: usable(overrides) for model, overrides in (model_routes or {}).items()},
             repeat_interval_seconds=self.repeat_interval_hours * 3600,
             backoff_base_seconds=self.backoff_base_seconds,
             backoff_max_seconds=self.backoff_max_seconds,
@@ -217,9 +242,44 @@ def _secret(var: str) -> str | dg.EnvVar:
     return dg.EnvVar(var) if os.environ.get(var) else ""
 
 
+_TRUE, _FALSE = {"true", "1", "yes", "on"}, {"false", "0", "no", "off"}
+
+
+def env_flag(var: str, default: bool, problems: list[str]) -> bool:
+    """A true/false environment variable; anything else is a problem naming it (and the default)."""
+    text = os.environ.get(var, "").strip().lower()
+    if not text:
+        return default
+    if text in _TRUE | _FALSE:
+        return text in _TRUE
+    problems.append(f"{var}={os.environ[var]!r} is not true or false")
+    return default
+
+
+def env_int(var: str, default: int, problems: list[str], low: int = 1, high: int | None = None) -> int:
+    """A whole-number environment variable in [low, high]; anything else is a problem naming it."""
+    text = os.environ.get(var, "").strip()
+    if not text:
+        return default
+    try:
+        value = int(text)
+    except ValueError:
+        value = None
+    if value is None or value < low or (high is not None and value > high):
+        span = f"{low}..{high}" if high is not None else f">= {low}"
+        problems.append(f"{var}={os.environ[var]!r} is not a whole number in {span}")
+        return default
+    return value
+
+
 def alerting_from_environment() -> AlertingResource:
-    """Channels switched on by environment variables, so `dagster dev` needs no YAML."""
+    """Channels switched on by environment variables, so `dagster dev` needs no YAML. A variable
+    that cannot be read switches its channel off alone, with the reason naming the variable."""
     env = os.environ.get
+    email_problems: list[str] = []
+    port = env_int("ML_PLATFORM_SMTP_PORT", 587, email_problems, high=65535)
+    starttls = env_flag("ML_PLATFORM_SMTP_STARTTLS", True, email_problems)
+    allow_plain_auth = env_flag("ML_PLATFORM_SMTP_ALLOW_PLAIN_AUTH", False, email_problems)
     return alerting_resource(
         slack=SlackChannelResource(webhook_url=_secret("ML_PLATFORM_SLACK_WEBHOOK_URL")),
         webhook=WebhookChannelResource(
@@ -228,12 +288,14 @@ def alerting_from_environment() -> AlertingResource:
         pagerduty=PagerDutyChannelResource(routing_key=_secret("ML_PLATFORM_PAGERDUTY_ROUTING_KEY")),
         email=EmailChannelResource(
             host=env("ML_PLATFORM_SMTP_HOST", ""),
-            port=int(env("ML_PLATFORM_SMTP_PORT", "587")),
+            port=port,
             from_address=env("ML_PLATFORM_SMTP_FROM", "ml-platform@localhost"),
             to_addresses=[a.strip() for a in env("ML_PLATFORM_SMTP_TO", "").split(",") if a.strip()],
             username=env("ML_PLATFORM_SMTP_USERNAME", ""),
             password=_secret("ML_PLATFORM_SMTP_PASSWORD"),
-            starttls=env("ML_PLATFORM_SMTP_STARTTLS", "true").lower() != "false",
+            starttls=starttls,
+            allow_plain_auth=allow_plain_auth,
+            misconfigured="; ".join(email_problems),
         ),
         environment=env("ML_PLATFORM_ENVIRONMENT", DEFAULT_ENVIRONMENT),
         webserver_base_url=env("ML_PLATFORM_WEBSERVER_URL", "http://127.0.0.1:3000"),

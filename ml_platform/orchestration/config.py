@@ -6,6 +6,7 @@ with no config (a schedule, a sensor, the CLI) uses exactly the declaration. The
 validation rules (ranges, choices) come along, so an out-of-range override fails naming the field.
 """
 
+from collections.abc import Mapping
 from typing import Any
 
 import dagster as dg
@@ -39,3 +40,24 @@ def config_class(
 def run_config(configs: dict[str, dg.Config]) -> dict[str, Any]:
     """Run config setting each op's config (op name -> config instance) explicitly."""
     return {"ops": {op: {"config": config.model_dump(mode="json")} for op, config in configs.items()}}
+
+
+def check_run_config(run_config: Mapping[str, Any], config_classes: Mapping[str, type[dg.Config]]) -> None:
+    """Refuse a run whose op config breaks a declared range, before the run does any work.
+
+    Dagster's config schema has no ranges (`min_rows >= 1`), so an out-of-range override would
+    otherwise fail only when its own step starts, after earlier steps ran (and, say, registered a
+    model version). The first step of a model's run calls this for all of the model's ops."""
+    ops = run_config.get("ops") or {}
+    for op, config_class in config_classes.items():
+        values = (ops.get(op) or {}).get("config")
+        if values is None:
+            continue
+        try:
+            config_class(**values)
+        except pydantic.ValidationError as exc:
+            error = exc.errors()[0]
+            where = ".".join(["ops", op, "config", *(str(p) for p in error["loc"])])
+            raise dg.Failure(
+                description=f"run config {where}: {error['msg']} (got {error.get('input')!r})", allow_retries=False
+            ) from None

@@ -4,6 +4,7 @@ Each asset is thin: it reads its config (defaults: the declaration) and resource
 domain packages, and turns the result into Dagster outputs, metadata and check results.
 """
 
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta, timezone
 from typing import Any
@@ -26,7 +27,7 @@ from ml_platform.model.training import (
     training_identity,
 )
 from ml_platform.monitoring.checks import REFERENCE_FILE, build_reference
-from ml_platform.orchestration.config import config_class
+from ml_platform.orchestration.config import check_run_config, config_class
 from ml_platform.orchestration.metadata import frame_table
 from ml_platform.orchestration.names import ACCURACY_CHECK, SCHEMA_CHECK, ModelNames
 from ml_platform.orchestration.resources import DataSourceResource, ModelRegistryResource
@@ -108,8 +109,13 @@ class PipelineAssets:
         return [self.raw_data, self.validated_data, self.trained_model, self.production_model]
 
 
-def build_pipeline_assets(model: DeclaredModel) -> PipelineAssets:
+def build_pipeline_assets(
+    model: DeclaredModel, run_config_classes: Mapping[str, type[dg.Config]] | None = None
+) -> PipelineAssets:
+    """`run_config_classes`: every op config class of the model (filled in once all its parts are
+    built); the first step of a run checks the whole run's config against them."""
     names = ModelNames(model.name)
+    run_config_classes = run_config_classes if run_config_classes is not None else {}
     declaration = model.declaration
     ValidationConfig = config_class("ValidationConfig", declaration.validation)
     TrainingConfig = config_class("TrainingConfig", declaration.training, extra={"accuracy_check": declaration.checks.accuracy})
@@ -127,6 +133,7 @@ def build_pipeline_assets(model: DeclaredModel) -> PipelineAssets:
     )
     def raw_data(context: dg.AssetExecutionContext) -> dg.Output[SourceData]:
         """The rows extracted from the model's declared source, with its declared feature set."""
+        check_run_config(context.run.run_config, run_config_classes)
         data_source: DataSourceResource = getattr(context.resources, source_key)
         try:
             source = data_source.load()
@@ -169,6 +176,7 @@ def build_pipeline_assets(model: DeclaredModel) -> PipelineAssets:
     ) -> Any:
         """raw_data restricted to the declared features, with every Pandera check passed and every
         label among the known classes."""
+        check_run_config(context.run.run_config, run_config_classes)
         policy = ValidationPolicy(min_rows=config.min_rows, max_invalid_fraction=config.max_invalid_fraction)
         known = None if config.allow_new_classes else production_classes(model_registry.registry(model.name), context.log)
         try:
@@ -249,6 +257,7 @@ def build_pipeline_assets(model: DeclaredModel) -> PipelineAssets:
     ) -> Any:
         """A candidate version in the model's registry, with its holdout metrics. Data, params and
         code that an existing version was trained on register nothing new: that version is the candidate."""
+        check_run_config(context.run.run_config, run_config_classes)
         settings = TrainingSettings(
             estimator=config.estimator, params=config.params, holdout_fraction=config.holdout_fraction, seed=config.seed
         )

@@ -21,8 +21,10 @@ from ml_platform.orchestration.sensors import build_alert_sensors
 def build_model_definitions(model: DeclaredModel) -> dg.Definitions:
     """Everything one declared model is: its five assets and their checks, its training,
     monitoring and rollback jobs, its two schedules, and its data source."""
-    pipeline = build_pipeline_assets(model)
+    run_config_classes: dict[str, type[dg.Config]] = {}
+    pipeline = build_pipeline_assets(model, run_config_classes)
     monitoring = build_monitoring(model)
+    run_config_classes.update({op: type(config) for op, config in {**pipeline.op_configs, **monitoring.op_configs}.items()})
     jobs = build_jobs(model, pipeline, monitoring)
     return dg.Definitions(
         assets=[*pipeline.assets, monitoring.report],
@@ -70,9 +72,10 @@ def build_platform_definitions(models: dg.Definitions, resources: Mapping[str, A
         "io_manager": RunScopedIOManager(),
         **(resources or {}),
     }
-    model_routes = check_model_routes(declared_models(models), shared["alerting"])
+    declarations = declared_models(models)
+    model_routes = check_model_routes(declarations, shared["alerting"])
     platform = dg.Definitions(
-        sensors=build_alert_sensors(model_routes),
+        sensors=build_alert_sensors(model_routes, {name: d.checks.freshness for name, d in declarations.items()}),
         resources=shared,
         # Small sequential steps: in-process execution avoids ~1.5-2 s of process start-up per
         # step (see benchmarks/). For large data or parallel steps, swap in

@@ -46,7 +46,7 @@ class FakeChannel:
         self.sent: list[list[Alert]] = []
         self.calls = 0
 
-    def send(self, alerts: list[Alert]) -> None:
+    def send(self, alerts: list[Alert], delivery_key: str | None = None) -> None:
         self.calls += 1
         if self.failures:
             raise self.failures.popleft()
@@ -74,6 +74,8 @@ def channels() -> dict[str, FakeChannel]:
 
 def make(tmp_path: Path, clock: Clock, channels: dict, **kw) -> AlertDispatcher:
     routes = kw.pop("routes", {"HIGH": ["pagerduty", "slack", "email"], "MEDIUM": ["slack"], "LOW": ["log"]})
+    # Routing tests see routes alone; record channels (everything goes there) have tests of their own.
+    kw.setdefault("record_channels", [])
     return AlertDispatcher(AlertOutbox(tmp_path / "alerts.db"), channels, routes, clock=clock, **kw)
 
 
@@ -92,6 +94,29 @@ def test_routes_send_each_severity_to_its_channels(tmp_path: Path, clock: Clock,
         "email": [["accuracy_above_threshold"]],
         "log": [["pipeline_run_time"]],
     }
+
+
+def test_record_channels_get_every_alert_suppressed_and_unrouted_ones_too_with_their_outcome(
+    tmp_path: Path, clock: Clock, channels: dict
+) -> None:
+    d = make(tmp_path, clock, channels, routes={"HIGH": ["pagerduty"], "MEDIUM": [], "LOW": []}, record_channels=["log"])
+    d.submit([alert(event=1), alert("data_drift", Severity.MEDIUM, event=2)])
+    clock.advance(60)
+    d.submit([alert(event=3, run_id="run-2")])  # the same failure again, within the repeat interval
+    d.deliver_due()
+    recorded = [(a.check, a.outcome) for batch in channels["log"].sent for a in batch]
+    assert recorded == [("accuracy_above_threshold", "notified"), ("data_drift", "unrouted"),
+                        ("accuracy_above_threshold", "suppressed")]
+    assert [[a.check for a in batch] for batch in channels["pagerduty"].sent] == [["accuracy_above_threshold"]]
+    assert [r.outcome for r in d.outbox.alerts()] == ["suppressed", "unrouted", "notified"]
+
+
+def test_log_and_jsonl_are_the_default_record_channels(tmp_path: Path, clock: Clock) -> None:
+    named = {name: FakeChannel(name) for name in ("jsonl", "log", "slack")}
+    d = AlertDispatcher(AlertOutbox(tmp_path / "alerts.db"), named, {"HIGH": ["slack"], "MEDIUM": [], "LOW": []}, clock=clock)
+    assert d.record_channels == ["log", "jsonl"]
+    with pytest.raises(ValueError, match=r"record channel\(s\) \['file'\] are not configured"):
+        AlertDispatcher(AlertOutbox(tmp_path / "alerts.db"), named, {"HIGH": [], "MEDIUM": [], "LOW": []}, record_channels=["file"])
 
 
 def test_a_models_routes_override_some_severities_for_its_alerts_only(tmp_path: Path, clock: Clock, channels: dict) -> None:
@@ -290,8 +315,24 @@ def test_permanent_failures_and_old_deliveries_become_dead_letters(tmp_path: Pat
         d.deliver_due()
     email_dead = [x for x in d.outbox.dead_letters() if x.channel == "email"][0]
     assert email_dead.last_error.startswith("gave up after") and "timeout" in email_dead.last_error
-    assert d.outbox.requeue(dead.id, now=clock.now) and d.outbox.pending()[0].id == dead.id
+    d.outbox.requeue(dead.id, now=clock.now)
+    assert d.outbox.pending()[0].id == dead.id
     assert d.deliver_due().delivered == 1  # after fixing the configuration
+
+
+def test_requeue_refuses_a_dead_trigger_whose_alert_has_been_resolved_since_unless_forced(tmp_path: Path, clock: Clock) -> None:
+    bad = FakeChannel("slack", PermanentDeliveryError("HTTP 404 from https://hooks.slack.com: no_service"))
+    d = make(tmp_path, clock, {"slack": bad}, routes={"HIGH": ["slack"], "MEDIUM": [], "LOW": []})
+    d.submit([alert()])
+    d.deliver_due()
+    (dead,) = d.outbox.dead_letters()
+    clock.advance(600)
+    d.resolve([ResolvedCheck("trained_model", "accuracy_above_threshold", "v1", source_event_id=9)])
+    with pytest.raises(ValueError, match=rf"delivery {dead.id} would fire trained_model/accuracy_above_threshold, resolved at "):
+        d.outbox.requeue(dead.id, now=clock.now)
+    assert [x.id for x in d.outbox.dead_letters()] == [dead.id]
+    d.outbox.requeue(dead.id, now=clock.now, force=True)
+    assert dead.id in [x.id for x in d.outbox.pending()]
 
 
 def test_a_failing_channel_keeps_its_queue_in_order_and_does_not_block_others(tmp_path: Path, clock: Clock) -> None:

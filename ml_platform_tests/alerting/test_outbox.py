@@ -10,7 +10,9 @@ import textwrap
 import time
 from pathlib import Path
 
-from ml_platform.alerting.outbox import AlertOutbox
+import pytest
+
+from ml_platform.alerting.outbox import SCHEMA_VERSION, AlertOutbox
 from ml_platform.alerting.alert import Alert, AlertState, JsonlAlertFile, Severity
 
 T0 = 1_700_000_000.0
@@ -25,7 +27,7 @@ def test_schema_wal_and_reopen(tmp_path: Path) -> None:
     outbox = AlertOutbox(path)
     with sqlite3.connect(path) as conn:
         assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
-        assert conn.execute("PRAGMA user_version").fetchone()[0] == 1
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
         tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
     assert {"alerts", "fingerprints", "deliveries"} <= tables
     with outbox.transaction() as tx:
@@ -72,7 +74,9 @@ def test_leases_owners_and_lifecycle(tmp_path: Path) -> None:
     assert outbox.mark_delivered(later, owner="C", now=T0 + 200)
     assert outbox.counts() == {"pending": 1, "delivered": 1, "dead": 1, "alerts": 0, "firing": 0}
     assert [d.id for d in outbox.dead_letters()] == [first]
-    assert outbox.requeue(first, now=T0 + 300) and not outbox.requeue(later, now=T0 + 300)
+    outbox.requeue(first, now=T0 + 300)
+    with pytest.raises(ValueError, match=rf"delivery {later} is not a dead letter \(it is delivered\)"):
+        outbox.requeue(later, now=T0 + 300)
     assert {d.id for d in outbox.pending()} == {first, later + 1}
 
 
@@ -92,7 +96,7 @@ WORKER = textwrap.dedent(
     import sys, time
     from ml_platform.alerting.channels import JsonlFileChannel
     from ml_platform.alerting.dispatch import AlertDispatcher
-    from ml_platform.alerting.outbox import AlertOutbox
+    from ml_platform.alerting.outbox import SCHEMA_VERSION, AlertOutbox
     from ml_platform.alerting.alert import Alert, Severity
 
     db, out, start = sys.argv[1], sys.argv[2], float(sys.argv[3])

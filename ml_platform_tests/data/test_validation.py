@@ -128,3 +128,12 @@ def test_any_label_is_accepted_when_no_classes_are_known_yet_or_new_ones_are_all
     frame = clean_frame().assign(target=np.arange(40) % 3)
     assert set(validate_frame(frame, UNDECLARED, POLICY).valid["target"]) == {0, 1, 2}
     assert set(validate_frame(frame, UNDECLARED, POLICY, production_classes=None).valid["target"]) == {0, 1, 2}
+
+
+def test_every_row_invalid_under_a_lenient_quarantine_fails_with_the_reason_not_an_index_error() -> None:
+    frame = clean_frame().assign(weight=-1.0)  # every row breaks weight >= 0
+    with pytest.raises(DataValidationError) as caught:
+        validate_frame(frame, SPEC, ValidationPolicy(min_rows=10, max_invalid_fraction=1.0))
+    message = str(caught.value)
+    assert message.startswith("validated_data: 0 valid rows after quarantine, fewer than the minimum of 10: weight:")
+    assert "\n" not in message
