@@ -358,7 +358,8 @@ class AlertOutbox:
         if self.read_only:
             # mode=ro on a WAL database creates its -wal and -shm files when no writer has them
             # open. Then nothing is in a -wal file (the last writer to close checkpointed it):
-            # read the file as immutable, which creates nothing and takes no lock.
+            # read the file as immutable, which creates nothing and takes no lock. (A writer
+            # checkpointing in the middle of such a read can make it fail: read again.)
             writer_open = all(Path(f"{self.path}{suffix}").exists() for suffix in ("-wal", "-shm"))
             query = "mode=ro" if writer_open else "mode=ro&immutable=1"
             uri = f"{self.path.resolve().as_uri()}?{query}"
