@@ -3,7 +3,9 @@
 Each case damages a copy of a healthy tree (a registry with v1..v3, production v2, previous
 v1; an alert outbox; a non-outbox SQLite file; a fresh Dagster instance), or points a
 trained pipeline at bad data or run config, then asserts:
-- exit status 1 (or a failed run) with ONE line containing `expected`, and no traceback;
+- exit status 1 (or a failed run) with ONE line containing `expected`, and no traceback (for
+  a run: its failed step's one-line description; for a run Dagster refuses to launch, the line
+  of its config error naming the field);
 - the production alias and the history unchanged;
 - no file created, changed or removed (a listing of the tree, with content hashes, before and after).
 
@@ -119,7 +121,7 @@ def truncate(relative: str, keep: float = 0.5) -> Callable[[Path], None]:
 def copy_version(source: str, target: str, claim: bool = False) -> Callable[[Path], None]:
     """Copy a version's folder over another; `claim`: and make its metadata say it is the target."""
     def setup(tmp: Path) -> None:
-        versions = tmp / "registry" / "breast_cancer" / "versions"
+        versions = tmp / VERSIONS
         shutil.rmtree(versions / target)
         shutil.copytree(versions / source, versions / target)
         if claim:
