@@ -2,26 +2,30 @@
 
     ml-platform status                          every model: what is in production, where, what next
     ml-platform new-model NAME --csv PATH --target COL     declare a model from a data file
-    ml-platform models list | show VERSION | history | promote VERSION | rollback [--to VERSION]
+    ml-platform models list | show VERSION | history | promote VERSION | rollback [--to VERSION] | recover
     ml-platform alerts list | outbox | dead-letters | requeue DELIVERY_ID
 
 `--model NAME` chooses the model (default: the only one declared). Readable tables by
 default, `--json` for scripts. Exit status 0 on success; 1 with a one-line reason on stderr.
+Reading commands never create or change a file; a registry root or outbox named explicitly
+must exist, while the default ones may not yet (then there is nothing to list: `[]`).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
+import sqlite3
 import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from ml_platform.alerting.outbox import AlertOutbox
+from ml_platform.alerting.outbox import AlertOutbox, NotAnOutboxError
 from ml_platform.declaration import DeclarationError, default_defs_dir, read_declarations, resolve_model_name
-from ml_platform.model.registry import ModelRegistry, RegistryError
+from ml_platform.model.registry import ModelRegistry, Recovery, RegistryError, check_registry_root
 from ml_platform.paths import dagster_home, model_registry_url, platform_home
 from ml_platform.scaffold import declaration_yaml, inferred_source, write_declaration
 
@@ -52,8 +56,30 @@ def _version_rows(registry: ModelRegistry) -> list[dict[str, Any]]:
     ]
 
 
+def _registry_root(args: argparse.Namespace) -> str | None:
+    """--registry, else $ML_PLATFORM_REGISTRY; a root given either way must exist (a typo is named,
+    not read as an empty registry). None: the default root, which a fresh instance lacks."""
+    root = args.registry or os.environ.get("ML_PLATFORM_REGISTRY")
+    if root:
+        check_registry_root(root)
+    return root
+
+
 def _registry(args: argparse.Namespace) -> ModelRegistry:
-    return ModelRegistry(model_registry_url(resolve_model_name(args.model, args.defs), args.registry))
+    return ModelRegistry(model_registry_url(resolve_model_name(args.model, args.defs), _registry_root(args)))
+
+
+def _recovery_text(registry: ModelRegistry, recovery: Recovery) -> str:
+    aliases = ", ".join(f"{alias}={version}" for alias, version in sorted(recovery.aliases.items())) or "none"
+    lines = [
+        f"recovered the state of {registry.url}: {recovery.problem}",
+        f"  damaged file kept at: {recovery.damaged_copy or '(none: it had vanished)'}",
+        f"  versions:     {', '.join(recovery.versions) or 'none'} (metadata matching its folder and artifact)",
+        f"  history:      {recovery.history_entries} entries, from the journal",
+        f"  aliases:      {aliases} (replayed from that history)",
+        *(f"  not recovered: {what}" for what in recovery.not_recovered),
+    ]
+    return "\n".join(lines)
 
 
 def _run_models(args: argparse.Namespace) -> tuple[Any, str]:
@@ -80,14 +106,25 @@ def _run_models(args: argparse.Namespace) -> tuple[Any, str]:
     if args.command == "rollback":
         entry = registry.rollback(args.to, reason=args.reason)
         return entry, f"production rolled back: {entry['from_version']} -> {entry['to_version']}"
+    if args.command == "recover":
+        recovery = registry.recover()
+        return {"registry": registry.url, **recovery.to_dict()}, _recovery_text(registry, recovery)
     raise AssertionError(args.command)
 
 
 def _run_alerts(args: argparse.Namespace) -> tuple[Any, str]:
     outbox_path = Path(args.outbox or platform_home() / "alerts.db")
-    if not outbox_path.exists():
-        raise RegistryError(f"no alert outbox at {outbox_path} yet (no alert was ever raised there)")
-    outbox = AlertOutbox(outbox_path)
+    if args.outbox is None and not outbox_path.exists():
+        if args.command == "requeue":
+            raise NotAnOutboxError(f"no alert outbox at {outbox_path} yet (no alert was ever raised there)")
+        return [], "(none)"  # a fresh instance: no alert raised yet
+    try:
+        return _query_alerts(args, AlertOutbox(outbox_path, read_only=True))
+    except sqlite3.DatabaseError as exc:  # damaged beyond the pages read when it was opened
+        raise NotAnOutboxError(f"{outbox_path} is not a readable alert outbox ({exc})") from exc
+
+
+def _query_alerts(args: argparse.Namespace, outbox: AlertOutbox) -> tuple[Any, str]:
     if args.command == "list":
         model = resolve_model_name(args.model, args.defs) if args.model else None
         records = [r.to_dict() for r in outbox.alerts(limit=args.limit, model=model)]
@@ -98,7 +135,8 @@ def _run_alerts(args: argparse.Namespace) -> tuple[Any, str]:
         columns = ["id", "channel", "status", "attempts", "alerts", "next_attempt_at", "last_error"]
         return [d.to_dict() for d in deliveries], format_table(rows, columns)
     if args.command == "requeue":
-        outbox.requeue(args.delivery_id, now=time.time(), force=args.force)
+        # Opened for writing only now that it is known to be an outbox (a read-only open checked it).
+        AlertOutbox(outbox.path).requeue(args.delivery_id, now=time.time(), force=args.force)
         return {"requeued": args.delivery_id}, f"delivery {args.delivery_id} will be sent at the next sensor tick"
     raise AssertionError(args.command)
 
@@ -109,9 +147,10 @@ def _run_status(args: argparse.Namespace) -> tuple[Any, str]:
     if args.model:
         name = resolve_model_name(args.model, args.defs)
         models = [m for m in models if m.name == name]
+    root = _registry_root(args)
     rows, lines = [], []
     for model in models:
-        registry = ModelRegistry(model_registry_url(model.name, args.registry))
+        registry = ModelRegistry(model_registry_url(model.name, root))
         production = registry.alias("production")
         version = registry.get(production) if production else None
         last = next((h for h in reversed(registry.history()) if h.get("alias") == "production"), None)
@@ -232,6 +271,7 @@ def build_parser() -> argparse.ArgumentParser:
     rollback = command("rollback", "put the previous (or --to) version back in production")
     rollback.add_argument("--to", default=None, metavar="VERSION")
     rollback.add_argument("--reason", default=None)
+    command("recover", "rebuild a damaged state.json from the versions and the journal (keeps the damaged file)")
 
     alerts = groups.add_parser("alerts", help="alerts raised, deliveries waiting, dead letters")
     common(alerts, top=False)

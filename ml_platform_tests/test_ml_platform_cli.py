@@ -236,3 +236,49 @@ def test_new_model_writes_a_reviewed_declaration_from_a_csv(tmp_path: Path, caps
     assert "exists already (pass --force to replace it)" in capsys.readouterr().err
     assert main(["--defs", str(defs), "new-model", "other", "--csv", str(data / "churn.csv"), "--target", "label"]) == 1
     assert "no column 'label'; columns are ['tenure', 'charges', 'plan', 'churned']" in capsys.readouterr().err
+
+
+def test_reading_an_empty_registry_or_outbox_or_a_fresh_instance_prints_an_empty_list(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from ml_platform.alerting.outbox import AlertOutbox
+
+    monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "home"))  # a fresh instance: nothing there yet
+    monkeypatch.delenv("ML_PLATFORM_REGISTRY", raising=False)
+    (tmp_path / "home").mkdir()
+    (tmp_path / "registry" / "breast_cancer").mkdir(parents=True)  # an existing but empty registry
+    AlertOutbox(tmp_path / "empty.db")
+    before = sorted(tmp_path.rglob("*"))
+    for args in (
+        ["models", "list", "--json"], ["models", "history", "--json"],
+        ["--registry", str(tmp_path / "registry"), "models", "list", "--json"],
+        ["--registry", str(tmp_path / "registry"), "models", "history", "--json"],
+        ["alerts", "list", "--json"], ["alerts", "dead-letters", "--json"],
+        ["alerts", "--outbox", str(tmp_path / "empty.db"), "list", "--json"],
+        ["alerts", "--outbox", str(tmp_path / "empty.db"), "outbox", "--json"],
+    ):
+        assert main(args) == 0, args
+        assert json.loads(capsys.readouterr().out) == [], args
+    assert sorted(tmp_path.rglob("*")) == before  # read commands never write
+
+
+def test_recover_rebuilds_an_emptied_state_and_says_what_it_recovered(root: str, capsys: pytest.CaptureFixture[str]) -> None:
+    state = Path(root) / "breast_cancer" / "state.json"
+    history = json.loads(state.read_text())["history"]
+    state.write_text("")
+    code, _, err = run(root, "models", "promote", "v3", capsys=capsys)
+    assert code == 1 and f"{state} is empty; refusing to treat it as a new registry" in err
+    code, out, _ = run(root, "models", "recover", capsys=capsys)
+    [kept] = state.parent.glob("state.json.damaged-*")
+    assert code == 0 and out.splitlines() == [
+        f"recovered the state of {root}/breast_cancer: {state} is empty",
+        f"  damaged file kept at: {kept}",
+        "  versions:     v1, v2, v3 (metadata matching its folder and artifact)",
+        "  history:      2 entries, from the journal",
+        "  aliases:      previous=v1, production=v2 (replayed from that history)",
+    ]
+    code, out, _ = run(root, "models", "history", "--json", capsys=capsys)
+    assert json.loads(out) == history
+    # The next promotion appends to the recovered history: nothing was wiped.
+    assert run(root, "models", "promote", "v3", capsys=capsys)[0] == 0
+    assert len(ModelRegistry(f"{root}/breast_cancer").history()) == 3

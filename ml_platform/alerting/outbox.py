@@ -34,6 +34,7 @@ SCHEMA_VERSION = 2
 MIGRATIONS = {
     1: ["ALTER TABLE deliveries ADD COLUMN delivery_key TEXT"],
 }
+TABLES = ("alerts", "fingerprints", "deliveries")
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS alerts (
@@ -177,7 +178,8 @@ def _delivery(row: sqlite3.Row) -> Delivery:
         delivered_at=row["delivered_at"],
         last_error=row["last_error"],
         # Rows written before schema 2 had none: derive a stable one from the row id.
-        delivery_key=row["delivery_key"] or f"delivery-{row['id']}",
+        # (A schema-1 outbox opened read-only, so not upgraded, has no such column.)
+        delivery_key=(row["delivery_key"] if "delivery_key" in row.keys() else None) or f"delivery-{row['id']}",
     )
 
 
@@ -289,12 +291,24 @@ class OutboxTransaction:
         return int(cur.lastrowid or 0)
 
 
-class AlertOutbox:
-    """The persisted alert store and delivery queue at `path` (created with its parent directory)."""
+class NotAnOutboxError(ValueError):
+    """A path opened read-only is missing, a folder, or a file that is not an alert outbox."""
 
-    def __init__(self, path: str | Path, busy_timeout_seconds: float = 30.0) -> None:
+
+class AlertOutbox:
+    """The persisted alert store and delivery queue at `path` (created with its parent directory).
+
+    `read_only=True` opens an existing outbox for queries only (SQLite mode=ro): nothing is
+    created or changed, and a path that is not an outbox is refused with NotAnOutboxError.
+    """
+
+    def __init__(self, path: str | Path, busy_timeout_seconds: float = 30.0, *, read_only: bool = False) -> None:
         self.path = Path(path)
         self.busy_timeout_seconds = float(busy_timeout_seconds)
+        self.read_only = read_only
+        if read_only:
+            self._check_is_outbox()
+            return
         self.path.parent.mkdir(parents=True, exist_ok=True)
         with self._connect() as conn:
             conn.execute("PRAGMA journal_mode=WAL")
@@ -310,7 +324,8 @@ class AlertOutbox:
                 for statement in SCHEMA.split(";"):
                     if statement.strip():
                         conn.execute(statement)
-                conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+                if version != SCHEMA_VERSION:  # unconditionally, it would rewrite the file at every open
+                    conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
                 conn.execute("COMMIT")
             except BaseException:
                 conn.execute("ROLLBACK")
@@ -319,9 +334,38 @@ class AlertOutbox:
     def __repr__(self) -> str:
         return f"AlertOutbox({str(self.path)!r})"
 
+    def _check_is_outbox(self) -> None:
+        if self.path.is_dir():
+            raise NotAnOutboxError(f"{self.path} is a folder, not an alert outbox")
+        if not self.path.exists():
+            raise NotAnOutboxError(f"no alert outbox at {self.path}")
+        try:
+            with self._connect() as conn:
+                version = conn.execute("PRAGMA user_version").fetchone()[0]
+                tables = {row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        except sqlite3.DatabaseError as exc:
+            raise NotAnOutboxError(f"{self.path} is not an alert outbox ({exc})") from exc
+        missing = [t for t in TABLES if t not in tables]
+        if missing:
+            raise NotAnOutboxError(
+                f"{self.path} is not an alert outbox (a SQLite file without the table(s) {', '.join(missing)})"
+            )
+        if version > SCHEMA_VERSION:
+            raise NotAnOutboxError(f"{self.path} has outbox schema {version}, newer than this code ({SCHEMA_VERSION})")
+
     @contextmanager
     def _connect(self) -> Iterator[sqlite3.Connection]:
-        conn = sqlite3.connect(self.path, timeout=self.busy_timeout_seconds, isolation_level=None)
+        if self.read_only:
+            # mode=ro on a WAL database creates its -wal and -shm files when no writer has them
+            # open. Then nothing is in a -wal file (the last writer to close checkpointed it):
+            # read the file as immutable, which creates nothing and takes no lock. (A writer
+            # checkpointing in the middle of such a read can make it fail: read again.)
+            writer_open = all(Path(f"{self.path}{suffix}").exists() for suffix in ("-wal", "-shm"))
+            query = "mode=ro" if writer_open else "mode=ro&immutable=1"
+            uri = f"{self.path.resolve().as_uri()}?{query}"
+            conn = sqlite3.connect(uri, uri=True, timeout=self.busy_timeout_seconds, isolation_level=None)
+        else:
+            conn = sqlite3.connect(self.path, timeout=self.busy_timeout_seconds, isolation_level=None)
         try:
             conn.row_factory = sqlite3.Row
             conn.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout_seconds * 1000)}")

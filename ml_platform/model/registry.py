@@ -8,13 +8,29 @@ Layout under a model's registry (a local path, or any fsspec URL such as s3://bu
     versions/v7/model_card.md   a human-readable card: metrics, params, data, lineage
     versions/v7/metadata.json   params, metrics, data fingerprint, sha256 of model.pkl, ...
                                 (written last: a version exists once its metadata does)
-    state.json                  {"aliases": {...}, "history": [...]}
+    state.json                  {"aliases": {...}, "history": [...], "artifacts": {"v7": sha256}}
+    journal/000004.json         history entry 4, a copy kept outside state.json for `recover`
     .lock                       flock(2) target serialising local writers across processes
 
 Aliases and history live in one object that is replaced atomically (locally: write a
 temporary file, fsync, rename; on object stores: one PUT, which readers see whole or not
 at all), so a crash at any point leaves either the old or the new state, never a mix:
 production always names a complete version and the history always agrees with it.
+
+A damaged state.json (empty, truncated, not the expected shape) is refused by every reader
+and writer, never taken for a new registry. `recover()` rebuilds it: the versions and their
+sha256 from each version's metadata (kept only where it matches its folder and its artifact),
+the history from the journal, and the aliases by replaying that history; the damaged file is
+kept beside it as state.json.damaged-<UTC time>. The journal is written after each state
+replacement (the commit point), so it never holds a change that was not made; an entry a
+crash skipped, and the history of a registry older than the journal, are written by the
+next writer. What it cannot hold: a change made just before a crash, when the state file is
+then damaged before any other write.
+
+Identity: each version's metadata names its version (checked against its folder), and the
+artifact's sha256 is kept both in the metadata and in state.json, outside the version folder,
+so a folder copied over another, or an artifact and metadata swapped together, are refused.
+Versions registered before the state kept their sha256 are checked against their metadata.
 
 Concurrency: on a local filesystem an exclusive flock serialises every writer, across
 processes. Object stores have no portable lock, so there writers are serialised within a
@@ -39,7 +55,7 @@ import threading
 import uuid
 from collections import defaultdict
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from typing import Any
 
@@ -50,13 +66,27 @@ from ml_platform.paths import model_registry_url
 
 ALIASES = ("production", "previous", "staging")
 DEFAULT_KEEP_LAST = 20
+STATE_FILE = "state.json"
+JOURNAL_DIR = "journal"
 _RESERVED_FILES = ("model.pkl", "model_card.md", "metadata.json")
 _VERSION_NAME = re.compile(r"^v(\d+)$")
+_JOURNAL_NAME = re.compile(r"^(\d{6,})\.json$")
+_SHA256 = re.compile(r"^[0-9a-f]{64}$")
 _IN_PROCESS_LOCKS: defaultdict[str, threading.Lock] = defaultdict(threading.Lock)
 
 
 class RegistryError(RuntimeError):
     """A registry operation was refused; the message names the version and the reason."""
+
+
+class DamagedStateError(RegistryError):
+    """state.json is empty, truncated, of the wrong shape, or vanished while its journal remains."""
+
+    def __init__(self, path: str, problem: str) -> None:
+        super().__init__(
+            f"{path} {problem}; refusing to treat it as a new registry (`ml-platform models recover` rebuilds it)"
+        )
+        self.problem = f"{path} {problem}"
 
 
 @dataclass(frozen=True)
@@ -77,6 +107,50 @@ class ModelVersion:
 
 def _utc_now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def _empty_state() -> dict[str, Any]:
+    return {"aliases": {}, "history": [], "artifacts": {}}
+
+
+def state_problem(state: object) -> str | None:
+    """What is wrong with the shape of a parsed state.json, or None when nothing is."""
+    if not isinstance(state, dict):
+        return f"expected a JSON object with 'aliases' and 'history', found a JSON {type(state).__name__}"
+    missing = [key for key in ("aliases", "history") if key not in state]
+    if missing:
+        return f"missing {', '.join(repr(k) for k in missing)}"
+    aliases = state["aliases"]
+    if not isinstance(aliases, dict) or not all(
+        alias in ALIASES and isinstance(version, str) and _VERSION_NAME.match(version)
+        for alias, version in aliases.items()
+    ):
+        return f"'aliases' must map {', '.join(ALIASES)} to versions like 'v3', found {json.dumps(aliases)[:80]}"
+    history = state["history"]
+    if not isinstance(history, list):
+        return f"'history' must be a list, found a JSON {type(history).__name__}"
+    for index, entry in enumerate(history):
+        if not (isinstance(entry, dict) and entry.get("alias") in ALIASES and isinstance(entry.get("to_version"), str)):
+            return f"history entry {index} is not an alias change (needs 'alias' and 'to_version')"
+    artifacts = state.get("artifacts", {})
+    if not isinstance(artifacts, dict) or not all(isinstance(v, str) and _SHA256.match(v) for v in artifacts.values()):
+        return "'artifacts' must map versions to sha256 digests"
+    return None
+
+
+def _move(aliases: dict[str, str], alias: str, version: str) -> None:
+    """Point `alias` at `version`; moving production also moves `previous` to the old production."""
+    if alias == "production" and aliases.get("production") not in (None, version):
+        aliases["previous"] = aliases["production"]
+    aliases[alias] = version
+
+
+def aliases_after(history: Sequence[dict[str, Any]]) -> dict[str, str]:
+    """The aliases that a history of alias changes leaves, replayed from an empty registry."""
+    aliases: dict[str, str] = {}
+    for entry in history:
+        _move(aliases, entry["alias"], entry["to_version"])
+    return aliases
 
 
 def _fsync_dir(path: str) -> None:
@@ -127,7 +201,10 @@ Created {record['created_at']} by run `{record.get('run_id')}`; code `{record.ge
 class ModelRegistry:
     def __init__(self, root: str | os.PathLike[str]) -> None:
         self.url = os.fspath(root)
-        self.fs, base = fsspec.core.url_to_fs(self.url)
+        try:
+            self.fs, base = fsspec.core.url_to_fs(self.url)
+        except ImportError as exc:  # e.g. s3:// without s3fs: fsspec's message says what to install
+            raise RegistryError(f"registry {self.url}: {exc}") from exc
         self.base = base.rstrip("/")
         self._local = isinstance(self.fs, LocalFileSystem)
 
@@ -136,12 +213,22 @@ class ModelRegistry:
 
     def location(self, version: str, name: str = "model_card.md") -> str:
         """Where a version's file lives, as a path or URL the user can open."""
-        path = self._path("versions", version, name)
-        return path if self._local else self.fs.unstrip_protocol(path)
+        return self._shown(self._path("versions", version, name))
 
     # -- low-level I/O --------------------------------------------------------------------
+    def _shown(self, path: str) -> str:
+        """A path as the user can open it: the URL on object stores."""
+        return path if self._local else self.fs.unstrip_protocol(path)
+
+    def _not_a_folder(self) -> RegistryError:
+        return RegistryError(f"registry {self.url}: part of this path is a file, not a folder")
+
     @contextlib.contextmanager
-    def _locked(self) -> Iterator[None]:
+    def _locked(self, create: bool = False) -> Iterator[None]:
+        """Serialise writers. Only registration creates a registry: a write to one that does not
+        exist (a mistyped path) is refused rather than leaving an empty tree and a lock file."""
+        if not create and not self.exists():
+            raise RegistryError(f"no registry at {self.url} (nothing was ever registered there)")
         if not self._local:
             with _IN_PROCESS_LOCKS[self.url]:
                 yield
@@ -175,14 +262,34 @@ class ModelRegistry:
             return self.fs.cat_file(path)
         except FileNotFoundError:
             return None
+        except NotADirectoryError as exc:
+            raise self._not_a_folder() from exc
+        except IsADirectoryError as exc:
+            raise RegistryError(f"{self._shown(path)} is a folder, not a file") from exc
+
+    def _names(self, folder: str) -> list[str]:
+        """The names in a folder of the registry (none when it does not exist)."""
+        try:
+            return [p.rstrip("/").rsplit("/", 1)[-1] for p in self.fs.ls(self._path(folder), detail=False)]
+        except FileNotFoundError:
+            return []
+        except NotADirectoryError as exc:
+            raise self._not_a_folder() from exc
+
+    def _remove_leftovers(self) -> None:
+        """Under the lock: the temporary files of state and journal writes a crash interrupted
+        (locally; object stores write in one PUT). No other such write can be under way."""
+        if not self._local:
+            return
+        leftovers = [self._path(n) for n in os.listdir(self.base) if n.startswith(f"{STATE_FILE}.tmp-")]
+        leftovers += [self._path(JOURNAL_DIR, n) for n in self._names(JOURNAL_DIR) if ".tmp-" in n]
+        for path in leftovers:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(path)
 
     # -- versions -------------------------------------------------------------------------
     def _version_numbers(self) -> list[int]:
-        try:
-            names = [p.rstrip("/").rsplit("/", 1)[-1] for p in self.fs.ls(self._path("versions"), detail=False)]
-        except FileNotFoundError:
-            return []
-        return sorted(int(m.group(1)) for n in names if (m := _VERSION_NAME.match(n)))
+        return sorted(int(m.group(1)) for n in self._names("versions") if (m := _VERSION_NAME.match(n)))
 
     def register(
         self, model: object, metadata: dict[str, Any], attachments: dict[str, bytes] | None = None
@@ -195,7 +302,9 @@ class ModelRegistry:
         if bad_names:
             raise RegistryError(f"attachment names {bad_names} are reserved or invalid")
         data = pickle.dumps(model, protocol=pickle.HIGHEST_PROTOCOL)
-        with self._locked():
+        sha256 = hashlib.sha256(data).hexdigest()
+        with self._locked(create=True):
+            self._read_state()  # a damaged state is refused before anything is written
             version = f"v{max(self._version_numbers(), default=0) + 1}"
             version_dir = self._path("versions", version)
             self.fs.makedirs(version_dir, exist_ok=True)
@@ -205,31 +314,55 @@ class ModelRegistry:
             **metadata,
             "version": version,
             "created_at": _utc_now(),
-            "sha256": hashlib.sha256(data).hexdigest(),
+            "sha256": sha256,
         }
         self._write_atomic(self._path("versions", version, "model.pkl"), data)
         for name, content in (attachments or {}).items():
             self._write_atomic(self._path("versions", version, name), content)
         self._write_atomic(self._path("versions", version, "model_card.md"), render_model_card(record).encode())
+        with self._locked(create=True):
+            # Before the metadata: a version that exists has its sha256 outside its folder too.
+            state = self._read_state()
+            state["artifacts"][version] = sha256
+            self._write_state(state)
         self._write_atomic(
             self._path("versions", version, "metadata.json"), json.dumps(record, indent=2, default=str).encode()
         )
         return self.get(version)
 
-    def get(self, version: str) -> ModelVersion:
-        raw = self._read(self._path("versions", version, "metadata.json")) if _VERSION_NAME.match(version) else None
+    def _stored_version(self, version: str) -> ModelVersion | None:
+        """The version from its metadata.json; None when it has none (not registered, or its write
+        was interrupted). Refuses metadata that is damaged or names another version."""
+        path = self._path("versions", version, "metadata.json")
+        raw = self._read(path) if _VERSION_NAME.match(version) else None
         if raw is None:
-            raise RegistryError(f"model version {version!r} not found in registry {self.url}")
-        record = json.loads(raw)
+            return None
+        try:
+            record = json.loads(raw.decode("utf-8"))
+        except ValueError as exc:  # UnicodeDecodeError included
+            raise RegistryError(f"model version {version}: {self._shown(path)} is not valid JSON ({exc})") from exc
+        fields = ("version", "created_at", "sha256")
+        if not isinstance(record, dict) or not all(isinstance(record.get(f), str) for f in fields):
+            raise RegistryError(
+                f"model version {version}: {self._shown(path)} has the wrong shape (needs {', '.join(fields)})"
+            )
+        if record["version"] != version:
+            raise RegistryError(
+                f"model version {version}: its metadata says it is {record['version']} "
+                "(a version folder copied over another?); refusing it"
+            )
         return ModelVersion(record["version"], record["created_at"], record["sha256"], record)
 
+    def get(self, version: str) -> ModelVersion:
+        found = self._stored_version(version)
+        if found is None:
+            raise RegistryError(f"model version {version!r} not found in registry {self.url}")
+        return found
+
     def list_versions(self) -> list[ModelVersion]:
-        """Complete versions, oldest first (a version whose write was interrupted is skipped)."""
-        versions = []
-        for number in self._version_numbers():
-            with contextlib.suppress(RegistryError):
-                versions.append(self.get(f"v{number}"))
-        return versions
+        """Complete versions, oldest first (a version whose write was interrupted is skipped; a
+        damaged one is refused, naming it)."""
+        return [v for n in self._version_numbers() if (v := self._stored_version(f"v{n}")) is not None]
 
     def find_version(self, key: str, value: object) -> ModelVersion | None:
         """The newest version whose metadata has `key` == `value` (e.g. its training identity)."""
@@ -256,6 +389,13 @@ class ModelRegistry:
                 f"model version {version}: artifact integrity check failed "
                 f"(sha256 {actual[:12]}... != recorded {model_version.sha256[:12]}...); refusing to load"
             )
+        # Versions registered before the state kept checksums have only their metadata's.
+        kept = self._read_state().get("artifacts", {}).get(version)
+        if kept is not None and kept != actual:
+            raise RegistryError(
+                f"model version {version}: artifact integrity check failed "
+                f"(sha256 {actual[:12]}... != {kept[:12]}... kept in {STATE_FILE}); refusing to load"
+            )
         return model_version, data
 
     def verify(self, version: str) -> ModelVersion:
@@ -276,9 +416,48 @@ class ModelRegistry:
         return self.load(version)
 
     # -- aliases and history ----------------------------------------------------------------
+    def _journal_indices(self) -> list[int]:
+        return sorted(int(m.group(1)) for n in self._names(JOURNAL_DIR) if (m := _JOURNAL_NAME.match(n)))
+
     def _read_state(self) -> dict[str, Any]:
-        raw = self._read(self._path("state.json"))
-        return json.loads(raw) if raw else {"aliases": {}, "history": []}
+        """The aliases, history and checksums. Only a registry with no state.json and no journal
+        is new: a damaged or vanished state is refused, so that no write can replace it."""
+        path = self._path(STATE_FILE)
+        shown = self._shown(path)
+        raw = self._read(path)
+        if raw is None:
+            if self._journal_indices():
+                raise DamagedStateError(shown, "is missing but the registry's journal is not")
+            return _empty_state()
+        if not raw.strip():
+            raise DamagedStateError(shown, "is empty")
+        try:
+            state = json.loads(raw.decode("utf-8"))  # json.loads(bytes) would guess UTF-16 from a BOM
+        except UnicodeDecodeError as exc:
+            raise DamagedStateError(shown, "is not UTF-8 text") from exc
+        except json.JSONDecodeError as exc:
+            where = f"{exc.msg} at line {exc.lineno} column {exc.colno}"
+            raise DamagedStateError(shown, f"is not valid JSON ({where}: truncated?)") from exc
+        problem = state_problem(state)
+        if problem is not None:
+            raise DamagedStateError(shown, f"has the wrong shape ({problem})")
+        state.setdefault("artifacts", {})
+        return state
+
+    def _write_state(self, state: dict[str, Any]) -> None:
+        """Replace state.json atomically (the commit point), then copy to the journal each history
+        entry it lacks, and the newest in any case (a journal entry of that index could only be
+        one the state no longer has, e.g. after an older state.json was put back by hand)."""
+        self._remove_leftovers()
+        self._write_atomic(self._path(STATE_FILE), json.dumps(state, indent=1).encode())
+        history = state["history"]
+        if not history:
+            return
+        present = set(self._journal_indices())
+        self.fs.makedirs(self._path(JOURNAL_DIR), exist_ok=True)
+        for index, entry in enumerate(history):
+            if index not in present or index == len(history) - 1:
+                self._write_atomic(self._path(JOURNAL_DIR, f"{index:06d}.json"), json.dumps(entry, indent=1).encode())
 
     def aliases(self) -> dict[str, str]:
         return dict(self._read_state()["aliases"])
@@ -320,7 +499,8 @@ class ModelRegistry:
     ) -> dict[str, Any]:
         """Point `alias` at `version`, recording the change in the history, atomically.
 
-        Moving `production` also moves `previous` to the old production version.
+        Moving `production` also moves `previous` to the old production version. Refused when
+        `alias` already names `version`: a no-op would only add a misleading history entry.
         """
         with self._locked():
             return self._move_alias(
@@ -347,8 +527,6 @@ class ModelRegistry:
             target = to or state["aliases"].get("previous")
             if target is None:
                 raise RegistryError("nothing to roll back to: no previous production version (pass a version)")
-            if target == current:
-                raise RegistryError(f"model version {target} is already in production")
             if expected_features is None and current is not None:
                 expected_features = self.get(current).features
             return self._move_alias(
@@ -372,6 +550,9 @@ class ModelRegistry:
     ) -> dict[str, Any]:
         if alias not in ALIASES:
             raise RegistryError(f"unknown alias {alias!r}; aliases are {ALIASES}")
+        if state["aliases"].get(alias) == version:
+            already = "in production" if alias == "production" else alias
+            raise RegistryError(f"model version {version} is already {already}")
         target = self.verify(version)
         if expected_features is not None and list(expected_features) != target.features:
             missing = sorted(set(expected_features) - set(target.features))
@@ -391,11 +572,9 @@ class ModelRegistry:
             "run_id": run_id,
             "metrics": metrics or {},
         }
-        if alias == "production" and aliases.get("production") not in (None, version):
-            aliases["previous"] = aliases["production"]
-        aliases[alias] = version
+        _move(aliases, alias, version)
         state["history"].append(entry)
-        self._write_atomic(self._path("state.json"), json.dumps(state, indent=1).encode())
+        self._write_state(state)
         return entry
 
     # -- retention ------------------------------------------------------------------------
@@ -404,12 +583,127 @@ class ModelRegistry:
         if keep_last < 1:
             raise RegistryError(f"keep_last must be >= 1, got {keep_last}")
         with self._locked():
-            protected = set(self._read_state()["aliases"].values())
+            state = self._read_state()
+            protected = set(state["aliases"].values())
             numbers = self._version_numbers()
             doomed = [f"v{n}" for n in numbers[:-keep_last] if f"v{n}" not in protected]
             for version in doomed:
                 self.fs.rm(self._path("versions", version), recursive=True)
+            if any(state["artifacts"].pop(version, None) for version in doomed):
+                self._write_state(state)
         return doomed
+
+    # -- recovery -------------------------------------------------------------------------
+    def recover(self) -> Recovery:
+        """Rebuild a damaged (empty, truncated, wrong-shaped or vanished) state.json, keeping the
+        damaged file beside it. Refused when the state is sound: there is nothing to recover."""
+        with self._locked():
+            path = self._path(STATE_FILE)
+            try:
+                self._read_state()
+            except DamagedStateError as exc:
+                problem = exc.problem
+            else:
+                raise RegistryError(f"{self._shown(path)} is sound: nothing to recover")
+            artifacts, refused = self._recovered_artifacts()
+            history, journal_problem = self._journal_entries()
+            aliases = aliases_after(history)
+            not_recovered = list(refused.values())
+            if journal_problem:
+                not_recovered.append(journal_problem)
+            if not history and not journal_problem:
+                not_recovered.append(
+                    "aliases and history: the registry has no journal (it predates it); promote a version again"
+                )
+            for alias, version in sorted(aliases.items()):
+                if version not in artifacts:
+                    del aliases[alias]
+                    not_recovered.append(f"alias {alias}: it named {version}, which could not be verified; left unset")
+            raw = self._read(path)
+            kept = None
+            if raw is not None:
+                kept = self._path(f"{STATE_FILE}.damaged-{datetime.now(timezone.utc).strftime('%Y%m%dT%H%M%S%fZ')}")
+                self._write_atomic(kept, raw)
+            self._write_state({"aliases": aliases, "history": history, "artifacts": artifacts})
+        return Recovery(
+            problem=problem,
+            damaged_copy=None if kept is None else self._shown(kept),
+            versions=sorted(artifacts, key=lambda v: int(v[1:])),
+            history_entries=len(history),
+            aliases=aliases,
+            not_recovered=not_recovered,
+        )
+
+    def _recovered_artifacts(self) -> tuple[dict[str, str], dict[str, str]]:
+        """The sha256 of each version whose metadata names its folder and matches its artifact;
+        and why each other version was left out."""
+        artifacts: dict[str, str] = {}
+        refused: dict[str, str] = {}
+        for number in self._version_numbers():
+            version = f"v{number}"
+            try:
+                found = self._stored_version(version)
+            except RegistryError as exc:
+                refused[version] = str(exc)
+                continue
+            if found is None:
+                continue  # an interrupted registration: never a version
+            data = self._read(self._path("versions", version, "model.pkl"))
+            if data is None or hashlib.sha256(data).hexdigest() != found.sha256:
+                refused[version] = f"model version {version}: artifact missing or not the one its metadata records"
+            else:
+                artifacts[version] = found.sha256
+        return artifacts, refused
+
+    def _journal_entries(self) -> tuple[list[dict[str, Any]], str | None]:
+        """The journal's history entries from the first up to the first missing or unreadable one
+        (what follows a gap cannot be replayed), and what stopped it, if anything did."""
+        history: list[dict[str, Any]] = []
+        indices = self._journal_indices()
+        for index in indices:
+            if index != len(history):
+                break
+            try:
+                raw = self._read(self._path(JOURNAL_DIR, f"{index:06d}.json")) or b""
+                entry = json.loads(raw.decode("utf-8"))
+            except ValueError:  # UnicodeDecodeError included
+                entry = None
+            if state_problem({"aliases": {}, "history": [entry]}) is not None:
+                break
+            history.append(entry)
+        if len(history) == len(indices):
+            return history, None
+        return history, (
+            f"history entries from {len(history)} on ({len(indices) - len(history)} in the journal): "
+            f"entry {len(history)} is missing or unreadable"
+        )
+
+
+@dataclass(frozen=True)
+class Recovery:
+    """What `ModelRegistry.recover` rebuilt, and what it could not."""
+
+    problem: str  # what was wrong with state.json
+    damaged_copy: str | None  # where the damaged state.json was kept (None: it had vanished)
+    versions: list[str]  # versions kept, each with the sha256 its metadata and artifact agree on
+    history_entries: int
+    aliases: dict[str, str]
+    not_recovered: list[str]
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def check_registry_root(root: str) -> None:
+    """Refuse a registries' root that is a file or does not exist (a mistyped --registry)."""
+    try:
+        fs, path = fsspec.core.url_to_fs(root)
+    except ImportError as exc:  # e.g. s3:// without s3fs: fsspec's message says what to install
+        raise RegistryError(f"registry root {root}: {exc}") from exc
+    if fs.isfile(path):
+        raise RegistryError(f"registry root {root} is a file, not a folder")
+    if not fs.isdir(path):
+        raise RegistryError(f"registry root {root} does not exist")
 
 
 def load_production_model(model: str | None = None, registry_root: str | os.PathLike[str] | None = None) -> Any:

@@ -20,7 +20,8 @@ root, name, count = sys.argv[1], sys.argv[2], int(sys.argv[3])
 registry = ModelRegistry(root)
 print("ready", flush=True)
 for i in range(count):
-    registry.set_alias("production", "v1" if i % 2 else "v2", reason=f"{name}-{i}", run_id=name)
+    # Swaps production and previous under the lock: never a no-op, which is refused.
+    registry.rollback(reason=f"{name}-{i}", run_id=name)
 """
 
 
@@ -30,6 +31,7 @@ def two_versions(tmp_path: Path) -> Path:
     for constant in (0, 1):
         registry.register(DummyClassifier(strategy="constant", constant=constant).fit([[0], [1]], [0, 1]), {})
     registry.set_alias("production", "v1", reason="initial")
+    registry.set_alias("production", "v2", reason="second")
     return tmp_path / "registry"
 
 
@@ -42,7 +44,7 @@ def test_two_processes_promoting_at_once_lose_no_history_entry(two_versions: Pat
     assert [c.wait(timeout=120) for c in children] == [0, 0]
     registry = ModelRegistry(two_versions)
     history = registry.history()
-    assert len(history) == 1 + 2 * per_process
+    assert len(history) == 2 + 2 * per_process
     for name in ("alpha", "beta"):
         # Each writer's entries are all there, in its own order.
         assert [h["reason"] for h in history if h["run_id"] == name] == [f"{name}-{i}" for i in range(per_process)]
