@@ -521,3 +521,82 @@ def test_a_run_on_bad_input_fails_with_one_line_and_production_is_unchanged(
 
     assert registry.aliases() == aliases == {"production": "v1"} and registry.history() == history
     assert tree_listing(Path(registry.url)) == listing  # no version registered, nothing rewritten
+
+
+# -- settings: environment variables and declarations ------------------------------------------
+
+
+@dataclass(frozen=True)
+class SettingCase:
+    """A bad setting that must name itself in one line and take nothing else down: the code
+    location still loads, and only what the setting governs is switched off."""
+
+    name: str
+    env: dict[str, str]
+    expected: str
+
+
+SMTP_ON = {"ML_PLATFORM_SMTP_HOST": "127.0.0.1", "ML_PLATFORM_SMTP_TO": "oncall@example.com"}
+SETTING_CASES = [
+    SettingCase("smtp-port-text", {**SMTP_ON, "ML_PLATFORM_SMTP_PORT": "abc"},
+                "email switched off: ML_PLATFORM_SMTP_PORT='abc' is not a whole number in 1..65535"),
+    SettingCase("smtp-port-out-of-range", {**SMTP_ON, "ML_PLATFORM_SMTP_PORT": "70000"},
+                "email switched off: ML_PLATFORM_SMTP_PORT='70000' is not a whole number in 1..65535"),
+    SettingCase("smtp-starttls-misspelt", {**SMTP_ON, "ML_PLATFORM_SMTP_STARTTLS": "flase"},
+                "email switched off: ML_PLATFORM_SMTP_STARTTLS='flase' is not true or false"),
+    SettingCase("smtp-password-without-tls", {**SMTP_ON, "ML_PLATFORM_SMTP_USERNAME": "ops", "ML_PLATFORM_SMTP_STARTTLS": "false"},
+                "email switched off: EmailChannel: refusing to send a password without STARTTLS (set allow_plain_auth=True)"),
+    SettingCase("sensor-interval-text", {"ML_PLATFORM_ALERT_SENSOR_INTERVAL": "soon"},
+                "sensors switched off: ML_PLATFORM_ALERT_SENSOR_INTERVAL='soon' is not a whole number in 1..86400"),
+]
+
+TICK = """
+import dagster as dg
+from ml_platform.definitions import defs
+definitions = defs()
+sensor = definitions.resolve_sensor_def("check_alert_sensor")
+with dg.DagsterInstance.get() as instance, dg.build_sensor_context(instance=instance, resources=definitions.resources) as context:
+    print(sensor(context).skip_message)
+"""
+
+
+@pytest.mark.parametrize("case", SETTING_CASES, ids=[c.name for c in SETTING_CASES])
+def test_a_bad_setting_names_itself_in_the_sensor_tick_and_the_code_location_still_loads(
+    case: SettingCase, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    home = tmp_path / "home"
+    home.mkdir()
+    shutil.copy(REPO_ROOT / "dagster_home" / "dagster.yaml", home / "dagster.yaml")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ML_PLATFORM_")}
+    if "ML_PLATFORM_ALERT_SENSOR_INTERVAL" in case.env:
+        # Read when the code location is imported: a fresh process loads it as the daemon would.
+        done = subprocess.run([sys.executable, "-c", TICK], capture_output=True, text=True, cwd=REPO_ROOT, timeout=120,
+                              env={**env, **case.env, "DAGSTER_HOME": str(home)})
+        assert done.returncode == 0, done.stderr[-2000:]
+        assert "Traceback" not in done.stderr
+        reason = done.stdout
+    else:
+        from ml_platform.orchestration.alerting import alerting_from_environment
+        from ml_platform.orchestration.sensors import build_alert_sensors
+
+        for name in [k for k in os.environ if k.startswith("ML_PLATFORM_")]:
+            monkeypatch.delenv(name)
+        for name, value in {**case.env, "DAGSTER_HOME": str(home)}.items():
+            monkeypatch.setenv(name, value)
+        resources = platform(alerting=alerting_from_environment()).resources  # the code location loads
+        with dg.DagsterInstance.get() as instance, dg.build_sensor_context(instance=instance, resources=resources) as context:
+            reason = build_alert_sensors({})[0](context).skip_message
+    assert case.expected in reason
+    assert "\n" not in reason.strip()
+
+
+def test_a_declaration_keeping_no_versions_is_refused_before_anything_is_registered(tmp_path: Path) -> None:
+    from ml_platform.declaration import DeclarationError, read_declaration
+
+    path = tmp_path / "defs" / "churn" / "defs.yaml"
+    path.parent.mkdir(parents=True)
+    path.write_text("type: ml_platform.ModelPipeline\nattributes:\n  registry: {keep_last: 0}\n")
+    with pytest.raises(DeclarationError) as refused:
+        read_declaration(path, tmp_path)
+    assert str(refused.value) == f"{path}: attributes.registry.keep_last: Input should be greater than or equal to 1"
+    assert sorted(p.name for p in tmp_path.rglob("*")) == ["churn", "defs", "defs.yaml"]

@@ -342,20 +342,6 @@ def test_an_unreadable_environment_variable_switches_its_channel_off_naming_the_
     assert set(channels) == {"log", "jsonl"}
 
 
-def test_a_bad_sensor_interval_falls_back_to_the_default_and_is_named() -> None:
-    code = (
-        "from ml_platform.orchestration import sensors; "
-        "print(sensors.ALERT_SENSOR_INTERVAL, sensors.SENSOR_PROBLEMS)"
-    )
-    import os
-    import subprocess
-    import sys
-
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
-                         env={**os.environ, "ML_PLATFORM_ALERT_SENSOR_INTERVAL": "soon"}).stdout
-    assert out.strip() == "30 [\"ML_PLATFORM_ALERT_SENSOR_INTERVAL='soon' is not a whole number in 1..86400\"]"
-
-
 def test_channels_are_switched_on_by_environment_variables_as_env_vars(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("ML_PLATFORM_SLACK_WEBHOOK_URL", "https://hooks.slack.test/services/SECRET")
     monkeypatch.delenv("ML_PLATFORM_PAGERDUTY_ROUTING_KEY", raising=False)
