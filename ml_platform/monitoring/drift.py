@@ -46,12 +46,12 @@ This module deliberately imports no Dagster: numpy, scipy and pandas only.
 
 from __future__ import annotations
 
+import base64
 import math
 import os
 from collections.abc import Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass, field
-from functools import cached_property
+from dataclasses import asdict, dataclass, fields
 from typing import Any, Literal, get_args
 
 import numpy as np
@@ -76,6 +76,10 @@ DEFAULT_WASSERSTEIN_THRESHOLD = 0.1
 # (about 0.5 s at n = 500,000), so the asymptotic Kolmogorov distribution is used instead; it is
 # slightly conservative (p-values a few percent too high relative, at most) at those sizes.
 _KSTWO_MAX_N = 10_000
+
+
+# The grid's arrays and how they are stored (see ReferenceSummary.to_dict).
+GRID_DTYPES = {"grid_points": "<f8", "grid_count_le": "<i8", "grid_count_lt": "<i8"}
 
 
 class DriftInputError(ValueError):
@@ -142,9 +146,10 @@ def class_share_psi(
 # --------------------------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class FeatureSummary:
-    """Everything monitoring needs about one reference feature. Tuples keep it hashable and JSON-able."""
+    """Everything monitoring needs about one reference feature. The grid is read-only arrays
+    (up to 10,000 points: converting them to and from Python objects cost more than the drift)."""
 
     name: str
     count: int  # non-missing reference values
@@ -155,11 +160,15 @@ class FeatureSummary:
     max: float
     bin_edges: tuple[float, ...]  # interior PSI edges, strictly increasing; len(bin_counts) - 1
     bin_counts: tuple[int, ...]
-    grid_points: tuple[float, ...]  # observed values, strictly increasing, from min to max
-    grid_count_le: tuple[int, ...]  # reference values <= point
-    grid_count_lt: tuple[int, ...]  # reference values < point (the ECDF's left limit, needed for ties)
+    grid_points: np.ndarray  # float64 observed values, strictly increasing, from min to max
+    grid_count_le: np.ndarray  # int64 reference values <= point
+    grid_count_lt: np.ndarray  # int64 reference values < point (the ECDF's left limit, needed for ties)
 
     def __post_init__(self) -> None:
+        for name, dtype in GRID_DTYPES.items():
+            array = np.array(getattr(self, name), dtype=dtype).ravel()  # a copy: nobody else can change it
+            array.flags.writeable = False
+            object.__setattr__(self, name, array)
         problems = []
         if self.count <= 0:
             problems.append("count must be positive")
@@ -167,29 +176,38 @@ class FeatureSummary:
             problems.append("bin_counts must have len(bin_edges) + 1 entries summing to count")
         if any(b <= a for a, b in zip(self.bin_edges, self.bin_edges[1:])):
             problems.append("bin_edges must be strictly increasing")
-        if not len(self.grid_points) == len(self.grid_count_le) == len(self.grid_count_lt) > 0:
+        points, le, lt = self.grid
+        if not len(points) == len(le) == len(lt) > 0:
             problems.append("grid_points, grid_count_le and grid_count_lt must be equally long and non-empty")
-        elif (self.grid_points[0], self.grid_points[-1]) != (self.min, self.max) or self.grid_count_lt[0] != 0 \
-                or self.grid_count_le[-1] != self.count:
+        elif (points[0], points[-1]) != (self.min, self.max) or lt[0] != 0 or le[-1] != self.count:
             # The statistics rely on the ECDF being exactly 0 below the grid and 1 above it.
             problems.append("the grid must run from min (count_lt 0) to max (count_le = count)")
-        if any(b <= a for a, b in zip(self.grid_points, self.grid_points[1:])):
-            problems.append("grid_points must be strictly increasing")
+        elif not (np.all(np.diff(points) > 0) and np.all(lt <= le) and np.all(le[:-1] <= lt[1:])):
+            problems.append("grid_points must be strictly increasing, with counts that never decrease")
         if problems:
             raise ValueError(f"invalid summary for feature {self.name!r}: " + "; ".join(problems))
 
-    @cached_property
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, FeatureSummary):
+            return NotImplemented
+        return all(
+            np.array_equal(getattr(self, f.name), getattr(other, f.name)) if f.name in GRID_DTYPES
+            else getattr(self, f.name) == getattr(other, f.name)
+            for f in fields(self)
+        )
+
+    __hash__ = None  # type: ignore[assignment]  # it holds arrays
+
+    @property
     def grid(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """(points, count_le, count_lt) as arrays, converted once per summary, not per drift run."""
-        return (np.asarray(self.grid_points, dtype=np.float64), np.asarray(self.grid_count_le, dtype=np.int64),
-                np.asarray(self.grid_count_lt, dtype=np.int64))
+        """(points, count_le, count_lt)."""
+        return self.grid_points, self.grid_count_le, self.grid_count_lt
 
     @property
     def complete(self) -> bool:
         """True when the grid holds every distinct reference value (no reference mass between
         two grid points): the KS statistic and the Wasserstein distance are then exact."""
-        _, le, lt = self.grid
-        return bool(np.array_equal(le[:-1], lt[1:]))
+        return bool(np.array_equal(self.grid_count_le[:-1], self.grid_count_lt[1:]))
 
 
 @dataclass(frozen=True)
@@ -219,16 +237,18 @@ class ReferenceSummary:
         raise KeyError(name)
 
     def to_dict(self) -> dict[str, Any]:
-        """Plain dict of str/int/float/list only, ready for json.dumps (floats round-trip exactly)."""
+        """Plain dict of str/int/float/list only, ready for json.dumps (floats round-trip exactly).
+
+        The grids (up to 10,000 points a feature) are base64 of little-endian float64 / int64:
+        about as long as decimal text, but read ~50x faster (json.loads of 50 features' grids
+        as numbers took 0.27 s, more than the drift itself)."""
         return {
             "schema_version": SCHEMA_VERSION,
             "n_rows": self.n_rows,
             "n_bins": self.n_bins,
             "max_points": self.max_points,
-            "features": [
-                {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(f).items()}
-                for f in self.features
-            ],
+            "grid_encoding": "base64 of little-endian float64 (points) and int64 (counts)",
+            "features": [{k: _plain(k, getattr(f, k)) for k in (x.name for x in fields(f))} for f in self.features],
         }
 
     @classmethod
@@ -238,8 +258,7 @@ class ReferenceSummary:
             raise ValueError(
                 f"unsupported ReferenceSummary schema_version {version!r} (readable: {READABLE_SCHEMA_VERSIONS})"
             )
-        # Version 1 stored the same grid (a bounded one: 1,001 quantiles) under other names.
-        grid_key = "grid" if version >= 2 else "ks"
+        # Version 1 stored the same grid (a bounded one: 1,001 quantiles) as lists under ks_* keys.
         features = tuple(
             FeatureSummary(
                 name=str(f["name"]),
@@ -251,9 +270,8 @@ class ReferenceSummary:
                 max=float(f["max"]),
                 bin_edges=tuple(map(float, f["bin_edges"])),
                 bin_counts=tuple(map(int, f["bin_counts"])),
-                grid_points=tuple(map(float, f[f"{grid_key}_points"])),
-                grid_count_le=tuple(map(int, f[f"{grid_key}_count_le"])),
-                grid_count_lt=tuple(map(int, f[f"{grid_key}_count_lt"])),
+                **{name: _decode(f[name], dtype) if version >= 2 else f[name.replace("grid", "ks")]
+                   for name, dtype in GRID_DTYPES.items()},
             )
             for f in data["features"]
         )
@@ -261,6 +279,17 @@ class ReferenceSummary:
             features=features, n_rows=int(data["n_rows"]), n_bins=int(data["n_bins"]),
             max_points=int(data["max_points" if version >= 2 else "n_quantiles"]),
         )
+
+
+def _plain(name: str, value: Any) -> Any:
+    """A FeatureSummary field as JSON: grids as base64, tuples as lists."""
+    if name in GRID_DTYPES:
+        return base64.b64encode(np.asarray(value, dtype=GRID_DTYPES[name]).tobytes()).decode("ascii")
+    return list(value) if isinstance(value, tuple) else value
+
+
+def _decode(text: str, dtype: str) -> np.ndarray:
+    return np.frombuffer(base64.b64decode(text), dtype=dtype)
 
 
 def summarize_reference(
@@ -324,9 +353,9 @@ def summarize_reference(
                 max=float(s[-1]),
                 bin_edges=tuple(edges.tolist()),
                 bin_counts=tuple(_bin_counts_sorted(s, edges).tolist()),
-                grid_points=tuple(points.tolist()),
-                grid_count_le=tuple(count_le.tolist()),
-                grid_count_lt=tuple(count_lt.tolist()),
+                grid_points=points,
+                grid_count_le=count_le,
+                grid_count_lt=count_lt,
             )
         )
     return ReferenceSummary(features=tuple(summaries), n_rows=len(reference), n_bins=n_bins, max_points=max_points)

@@ -194,8 +194,8 @@ def test_p_value_follows_scipy() -> None:
 def test_summary_keeps_every_distinct_value_up_to_max_points() -> None:
     values = np.repeat(np.arange(10_000, dtype=float), 3)
     complete = summarize_reference(pd.DataFrame({"x": values})).feature("x")
-    assert complete.complete and complete.grid_points == tuple(range(10_000))
-    assert complete.grid_count_le[:2] == (3, 6) and complete.grid_count_lt[:2] == (0, 3)
+    assert complete.complete and list(complete.grid_points) == list(range(10_000))
+    assert list(complete.grid_count_le[:2]) == [3, 6] and list(complete.grid_count_lt[:2]) == [0, 3]
     bounded = summarize_reference(pd.DataFrame({"x": np.append(values, 0.5)})).feature("x")
     assert not bounded.complete and len(bounded.grid_points) <= 10_000
     assert (bounded.grid_points[0], bounded.grid_points[-1]) == (0.0, 9_999.0)
@@ -349,9 +349,11 @@ def version_1(summary: ReferenceSummary) -> dict:
     """The summary as the previous release stored it: schema 1, a 1,001-point sketch under ks_* keys."""
     data = summary.to_dict()
     data.update(schema_version=1, n_quantiles=data.pop("max_points"))
-    for feature in data["features"]:
+    del data["grid_encoding"]
+    for feature, stored in zip(data["features"], summary.features):
         for key in ("points", "count_le", "count_lt"):
-            feature[f"ks_{key}"] = feature.pop(f"grid_{key}")
+            del feature[f"grid_{key}"]
+            feature[f"ks_{key}"] = getattr(stored, f"grid_{key}").tolist()
     return data
 
 
@@ -424,7 +426,7 @@ def test_infinite_current_values_are_named() -> None:
 
 def test_constant_feature_is_normalized_by_its_mean_or_one() -> None:
     summary = summarize_reference(pd.DataFrame({"c": np.full(1_000, 7.0), "zero": np.zeros(1_000)}))
-    assert summary.feature("c").std == 0.0 and summary.feature("c").grid_points == (7.0,)
+    assert summary.feature("c").std == 0.0 and list(summary.feature("c").grid_points) == [7.0]
     same = compute_drift(summary, pd.DataFrame({"c": np.full(500, 7.0), "zero": np.zeros(500)}), rule=EVERY_METHOD)
     assert all(f.psi == f.ks_statistic == f.wasserstein == 0.0 and not f.drifted for f in same.features)
     # A constant that moves by 1, up or down, is caught by every method; W1 = 1, over |mean| 7, or 1 for 0.
@@ -440,7 +442,7 @@ def test_discrete_feature_with_duplicate_quantiles() -> None:
     values = rng.choice([0, 1, 2], p=[0.7, 0.2, 0.1], size=5_000)
     summary = summarize_reference(pd.DataFrame({"k": values}))
     feature = summary.feature("k")
-    assert len(feature.bin_counts) < 10 and feature.grid_points == (0.0, 1.0, 2.0)  # duplicate deciles merged
+    assert len(feature.bin_counts) < 10 and list(feature.grid_points) == [0.0, 1.0, 2.0]  # duplicate deciles merged
     same = compute_drift(summary, pd.DataFrame({"k": values})).feature("k")
     assert same.psi == 0.0 and same.ks_statistic == 0.0 and same.wasserstein == 0.0
     shifted_values = rng.choice([0, 1, 2], p=[0.3, 0.3, 0.4], size=5_000)
