@@ -96,7 +96,7 @@ def drift_chart(drift_rows: Sequence[dict[str, Any]]) -> str:
             tick = left + min(threshold, top_value) * scale
             parts.append(f'<line x1="{tick:.1f}" y1="{y - 2}" x2="{tick:.1f}" y2="{y + bar + 2}" stroke="#222" stroke-width="2"/>')
             cut = ">" if value > top_value else ""
-            parts.append(_text(left + length + 4, y + bar - 3, f"{cut}{value:.3f}", size=10))
+            parts.append(_text(max(left + length, tick) + 4, y + bar - 3, f"{cut}{value:.3f}", size=10))  # clear of the tick
     width = label_width + len(DRIFT_PANELS) * (panel_width + gap_x)
     return _svg_data_uri(
         f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
