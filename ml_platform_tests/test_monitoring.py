@@ -232,3 +232,22 @@ def test_monitoring_predicts_with_the_models_column_order_whatever_the_files(ins
     evaluations = checks(result)
     assert evaluations["production_model_accuracy"].passed, evaluations["production_model_accuracy"].description
     assert evaluations["data_drift"].passed
+
+
+def test_run_config_of_the_drift_check_takes_per_feature_rules_and_checks_them_as_declared() -> None:
+    import pydantic
+
+    from ml_platform.declaration import ChecksSection, DataDriftCheck
+    from ml_platform.orchestration.config import config_class
+
+    declared = ChecksSection(data_drift=DataDriftCheck(features={"f1": {"method": ["ks"]}}))
+    MonitoringConfig = config_class("MonitoringConfig", declared, only=("data_drift",))
+    # The Launchpad shows the declared rules as plain values; a run may replace them.
+    assert MonitoringConfig().model_dump()["data_drift"]["features"] == {"f1": {"method": ["ks"]}}
+    run = MonitoringConfig(data_drift={"features": {"f2": {"method": ["wasserstein"], "wasserstein_threshold": 0.3}}})
+    settings = DataDriftCheck.model_validate(run.data_drift.model_dump())
+    assert settings.features["f2"].wasserstein_threshold == 0.3 and "f1" not in settings.features
+    for bad, where in (({"method": ["chi2"]}, "method.0"), ({"features": {"f2": {"ks_threshold": 2.0}}}, "features.f2.ks_threshold"),
+                       ({"features": {"f2": {"methd": ["ks"]}}}, "features.f2.methd")):
+        with pytest.raises(pydantic.ValidationError, match=where):
+            MonitoringConfig(data_drift=bad)
