@@ -11,7 +11,8 @@ size, mixed shapes, two features shifted), the median of --repeats runs of:
 
 Then the shift corpus (ml_platform_tests/monitoring/shift_corpus.py) at 1e6 and 20,000 rows:
 each method's value, whether it exceeds its default threshold, the default rule's decision,
-and Evidently's figures (its formulas re-derived in numpy; with --evidently, Evidently's own).
+and Evidently's figures (its formulas re-derived in numpy; with --evidently, Evidently's own);
+and what chance alone gives each figure for two samples of 500, 2,000 and 20,000 rows.
 
 Evidently is not a dependency of the project: install it in a throwaway venv of its own, e.g.
     python3 -m venv /work/evidently-venv && /work/evidently-venv/bin/pip install evidently "pandas<3"
@@ -159,6 +160,22 @@ def corpus_table(rows: int, with_evidently: bool) -> list[dict[str, Any]]:
     return table
 
 
+def noise_floor(sizes: tuple[int, ...] = (500, 2_000, 20_000), draws: int = 20) -> list[dict[str, Any]]:
+    """Each figure for two samples of one normal population (what chance alone gives), per size."""
+    rows = []
+    for n in sizes:
+        figures = []
+        for seed in range(draws):
+            rng = np.random.default_rng(seed)
+            summary = summarize_reference(pd.DataFrame({"x": rng.normal(size=n)}))
+            figures.append(compute_drift(summary, pd.DataFrame({"x": rng.normal(size=n)}), workers=1).feature("x"))
+        rows.append({"rows": n, "draws": draws, **{
+            f"{stat}_{how}": round(float(agg([getattr(f, stat) for f in figures])), 4)
+            for stat in ("psi", "ks_statistic", "wasserstein") for how, agg in (("median", np.median), ("max", np.max))
+        }})
+    return rows
+
+
 def print_times(results: list[dict[str, Any]]) -> None:
     print(f"{'size':<16} {'(a) summary':>12} {'(b) drift':>10} {'(c) 1 thread':>13} {'(d) json+drift':>15}"
           f" {'Evidently':>10} {'ratio':>7} {'JSON':>9}")
@@ -210,9 +227,16 @@ def main(argv: list[str] | None = None) -> int:
     corpus = [] if args.skip_corpus else [row for rows in (1_000_000, 20_000) for row in corpus_table(rows, args.evidently)]
     if corpus:
         print_corpus(corpus)
+    noise = noise_floor()
+    print("chance alone (two samples of one normal population):")
+    for r in noise:
+        print(f"  {r['rows']:>6,} rows, {r['draws']} draws: Wasserstein median {r['wasserstein_median']:.3f}"
+              f" max {r['wasserstein_max']:.3f}; PSI median {r['psi_median']:.4f} max {r['psi_max']:.4f};"
+              f" KS D median {r['ks_statistic_median']:.4f} max {r['ks_statistic_max']:.4f}")
     machine["loadavg_end"] = measure.loadavg()
     args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text(json.dumps({"machine": machine, "sizes": sizes, "corpus": corpus}, indent=2))
+    args.output.write_text(json.dumps({"machine": machine, "sizes": sizes, "corpus": corpus, "noise_floor": noise},
+                                      indent=2))
     print(f"results: {args.output}")
 
     drift_s = sizes[0]["compute_drift"]["median_s"]
