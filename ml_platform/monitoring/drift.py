@@ -240,8 +240,8 @@ class ReferenceSummary:
         """Plain dict of str/int/float/list only, ready for json.dumps (floats round-trip exactly).
 
         The grids (up to 10,000 points a feature) are base64 of little-endian float64 / int64:
-        about as long as decimal text, but read ~50x faster (json.loads of 50 features' grids
-        as numbers took 0.27 s, more than the drift itself)."""
+        about as long as decimal text, but read several times faster (50 features' summary:
+        0.07 s instead of 0.4 s as numbers, which was more than the drift itself)."""
         return {
             "schema_version": SCHEMA_VERSION,
             "n_rows": self.n_rows,
@@ -302,7 +302,7 @@ def summarize_reference(
     """Build the summary from the training (reference) frame; `features` defaults to all columns.
 
     A feature with at most `max_points` distinct values keeps all of them (exact statistics);
-    one with more keeps `max_points` quantiles (bounded statistics; JSON about 36 bytes a point)."""
+    one with more keeps `max_points` quantiles (bounded statistics). JSON: 32 bytes a grid point."""
     if n_bins < 2:
         raise ValueError(f"n_bins must be at least 2, got {n_bins}")
     if max_points < 2:
@@ -459,7 +459,7 @@ def compute_drift(
     are ignored. `feature_rules` override `rule` for the features they name.
 
     Columns are computed in `workers` threads (default: one per CPU, at most one per feature):
-    numpy's sort, searchsorted and cumsum release the GIL. Bad input raises DriftInputError
+    numpy's sort and searchsorted release the GIL. Bad input raises DriftInputError
     naming the feature(s): missing, non-numeric, all-NaN or infinite columns, unknown rule names.
     """
     if not 0.0 < (drift_share if drift_share is not None else 1.0) <= 1.0:
