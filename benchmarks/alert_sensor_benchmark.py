@@ -128,8 +128,9 @@ def check_profiles() -> list[dict[str, Any]]:
         n.SCHEMA_CHECK: ("all rows passed the schema", "12 of 569 rows failed the schema and were quarantined"),
         n.ACCURACY_CHECK: ("holdout accuracy 93.10% meets the threshold 70.00%",
                            "Model accuracy dropped to 61.25% (threshold: 70.00%)"),
-        n.DATA_DRIFT: ("no drift: max PSI 0.041 <= 0.20",
-                       "Data drift detected: 3 of 8 features drifted, max PSI 0.47 (threshold: 0.20); drifted: a, b, c"),
+        n.DATA_DRIFT: ("no drift: 0 of 8 features drifted; max PSI 0.041 (threshold: 0.20), max Wasserstein 0.032 (threshold: 0.10)",
+                       "Data drift detected: 3 of 8 features drifted (a: PSI 0.47 > 0.20, Wasserstein 0.61 > 0.10; "
+                       "b: Wasserstein 0.32 > 0.10; c: Wasserstein 0.22 > 0.10)"),
         n.PREDICTION_DRIFT: ("no prediction drift: PSI 0.02", "Prediction drift: PSI 0.31 (threshold: 0.20)"),
         n.PRODUCTION_ACCURACY: ("production accuracy 91.4%", "Production model accuracy 58.0% below 70.0%"),
         n.RUN_TIME: ("last pipeline run took 41s (threshold: 300s)", "Pipeline took 1312s (threshold: 300s)"),

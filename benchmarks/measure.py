@@ -108,6 +108,21 @@ def cpu_model() -> str:
     return platform.processor() or "unknown"
 
 
+SIMD_FLAGS = ("sse4_2", "avx", "avx2", "avx512f")
+
+
+def cpu_simd_flags() -> list[str]:
+    """Which of SIMD_FLAGS /proc/cpuinfo lists (numpy's sort speed depends on them)."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("flags"):
+                present = set(line.split(":", 1)[1].split())
+                return [flag for flag in SIMD_FLAGS if flag in present]
+    except OSError:
+        pass
+    return []
+
+
 def loadavg() -> list[float]:
     """The 1, 5 and 15 minute load averages, to two decimals."""
     return [round(x, 2) for x in os.getloadavg()]

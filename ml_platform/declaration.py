@@ -38,6 +38,7 @@ SourceKind = Literal["bundled", "synthetic", "csv", "parquet"]
 Severity = Literal["HIGH", "MEDIUM", "LOW"]
 Estimator = Literal["logistic_regression", "random_forest", "gradient_boosting"]
 Metric = Literal["accuracy", "precision", "recall", "f1", "roc_auc"]
+DriftMethod = Literal["psi", "ks", "wasserstein"]  # the statistics of monitoring/drift.py
 
 
 class DeclarationError(ValueError):
@@ -124,11 +125,38 @@ class AccuracyCheck(Section):
     severity: Severity = "HIGH"
 
 
+def _distinct_methods(methods: list[DriftMethod] | None) -> list[DriftMethod] | None:
+    if methods is not None and len(set(methods)) != len(methods):
+        raise ValueError(f"method lists a statistic twice: {methods}")
+    return methods
+
+
+class FeatureDriftOverride(Section):
+    """One feature's own drift rule; a field left out is the check's."""
+
+    method: list[DriftMethod] | None = Field(None, min_length=1)
+    psi_threshold: float | None = Field(None, gt=0.0)
+    ks_threshold: float | None = Field(None, gt=0.0, le=1.0)
+    wasserstein_threshold: float | None = Field(None, gt=0.0)
+
+    _method = field_validator("method")(_distinct_methods)
+
+
 class DataDriftCheck(Section):
+    # A feature drifts when any of its methods exceeds (>) its threshold. The default was chosen
+    # on a shift corpus (README, Monitoring): wasserstein catches location, scale and tail changes;
+    # psi keeps everything the seed's PSI-only rule flagged.
+    method: list[DriftMethod] = Field(["psi", "wasserstein"], min_length=1)
     psi_threshold: float = Field(0.20, gt=0.0)
-    # The dataset drifts when any feature does, or when at least this share of features drift.
-    drift_share: float = Field(0.5, gt=0.0, le=1.0)
+    ks_threshold: float = Field(0.10, gt=0.0, le=1.0)  # on the KS statistic D, not its p-value
+    wasserstein_threshold: float = Field(0.10, gt=0.0)  # W1 / the training data's std
+    # Unset: the dataset drifts when any feature drifts; set: when at least this share of them drift.
+    drift_share: float | None = Field(None, gt=0.0, le=1.0)
     severity: Severity = "MEDIUM"
+    # Per-feature rules, e.g. {"mean area": {method: [ks], ks_threshold: 0.2}}.
+    features: dict[str, FeatureDriftOverride] = {}
+
+    _method = field_validator("method")(_distinct_methods)
 
 
 class PredictionDriftCheck(Section):
@@ -243,7 +271,20 @@ class ModelDeclaration(Section):
                 "validation.allow_new_classes has no effect when source.classes are declared: "
                 "add the new class to source.classes instead"
             )
+        known = self.declared_features()
+        unknown = [f for f in self.checks.data_drift.features if known is not None and f not in known]
+        if unknown:
+            raise ValueError(
+                f"checks.data_drift.features names feature(s) the source does not have: {unknown} "
+                f"(features: {', '.join(known or [])})"
+            )
         return self
+
+    def declared_features(self) -> list[str] | None:
+        """The feature names, where the declaration itself says them (else None: known from the data)."""
+        if self.source.kind == "synthetic":
+            return [f"f{i}" for i in range(self.source.synthetic.features)]
+        return self.source.features
 
 
 @dataclass(frozen=True)

@@ -46,7 +46,14 @@ attributes:
   checks:                      # thresholds and alert severities (HIGH | MEDIUM | LOW)
     accuracy: {{min_accuracy: 0.70, severity: HIGH}}             # candidate, holdout: blocks promotion
     production_accuracy: {{min_accuracy: 0.70, severity: HIGH}}  # production model, new labelled data
-    data_drift: {{psi_threshold: 0.20, drift_share: 0.5, severity: MEDIUM}}
+    data_drift:                # a feature drifts when any of its methods exceeds its threshold
+      method: [psi, wasserstein]     # any of psi | ks | wasserstein
+      psi_threshold: 0.20
+      ks_threshold: 0.10             # on the KS statistic D (its p-value never decides)
+      wasserstein_threshold: 0.10    # Wasserstein distance / the training data's std
+      # drift_share: 0.5             # unset: any drifted feature fails the check; set: this share must
+      severity: MEDIUM
+      features: {{}}                   # per-feature rules, e.g. {{f3: {{method: [ks], ks_threshold: 0.2}}}}
     prediction_drift: {{psi_threshold: 0.20, severity: MEDIUM}}
     run_time: {{max_seconds: 300, severity: LOW}}
     freshness: {{warn_hours: 25, fail_hours: 49}}

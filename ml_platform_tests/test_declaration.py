@@ -54,3 +54,33 @@ def test_the_shipped_project_declares_the_breast_cancer_model() -> None:
     assert model.name == "breast_cancer" and model.declaration.source.kind == "bundled"
     assert model.declaration.source.classes is None  # the bundled source declares its own (0, 1)
     assert model.declaration.checks.accuracy.min_accuracy == 0.70 and model.declaration.schedules.retrain.cron == "0 2 * * *"
+
+
+DRIFT_DECLARATION = """\
+type: ml_platform.ModelPipeline
+attributes:
+  source: {{kind: synthetic, synthetic: {{features: 3}}}}
+  checks:
+    data_drift: {data_drift}
+"""
+
+
+@pytest.mark.parametrize(("data_drift", "message"), [
+    ("{features: {f1: {method: [ks]}, f7: {}}}",
+     r"attributes: checks.data_drift.features names feature\(s\) the source does not have: \['f7'\] \(features: f0, f1, f2\)"),
+    ("{method: [psi, psi]}", r"attributes.checks.data_drift.method: method lists a statistic twice: \['psi', 'psi'\]"),
+    ("{method: [chi2]}", r"attributes.checks.data_drift.method.0: Input should be 'psi', 'ks' or 'wasserstein'"),
+    ("{ks_threshold: 1.5}", r"attributes.checks.data_drift.ks_threshold: Input should be less than or equal to 1"),
+    ("{features: {f1: {wasserstein: 0.2}}}", r"attributes.checks.data_drift.features.f1.wasserstein: unknown field 'wasserstein'"),
+])
+def test_drift_rules_are_checked_when_the_declaration_loads(tmp_path: Path, data_drift: str, message: str) -> None:
+    defs = defs_with(tmp_path, synth=DRIFT_DECLARATION.format(data_drift=data_drift))
+    with pytest.raises(DeclarationError, match=message):
+        read_declarations(defs)
+
+
+def test_drift_rules_default_to_psi_or_wasserstein_on_any_feature(tmp_path: Path) -> None:
+    defs = defs_with(tmp_path, synth=DRIFT_DECLARATION.format(data_drift="{features: {f1: {method: [ks]}}}"))
+    declared = read_declarations(defs)[0].declaration.checks.data_drift
+    assert declared.method == ["psi", "wasserstein"] and declared.drift_share is None
+    assert declared.features["f1"].method == ["ks"] and declared.features["f1"].ks_threshold is None

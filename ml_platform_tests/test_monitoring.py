@@ -54,7 +54,10 @@ def test_training_stores_a_compact_drift_reference_with_the_version(trained, dag
     assert list(reference.features.feature_names) == [f"f{i}" for i in range(8)]
     assert reference.features.n_rows == 3_200  # the training split, not the holdout
     assert set(reference.prediction_shares) == {"0", "1"}
-    assert len(raw) < 400_000  # independent of the number of training rows
+    # 3,200 distinct values a feature: all of them are kept (exact figures), about 30 bytes each;
+    # past 10,000 (max_points) the grid stops growing with the training rows.
+    assert all(f.complete for f in reference.features.features)
+    assert len(raw) < 8 * 3_200 * 40
 
 
 def test_no_drift_on_a_new_sample_of_the_same_population(trained, dagster_home) -> None:
@@ -79,12 +82,15 @@ def test_drift_is_flagged_on_exactly_the_shifted_features(trained) -> None:
     drift = checks(result)["data_drift"]
     assert not drift.passed and drift.severity == dg.AssetCheckSeverity.WARN
     assert drift.metadata["drifted_features"].value == "f2, f5"
-    rows = {r["feature"]: r for r in drift.metadata["drift"].value}
-    assert set(rows) == {f"f{i}" for i in range(8)}
-    assert all((rows[f]["psi"] > 0.2) == (f in ("f2", "f5")) for f in rows)
-    assert all(0.0 <= rows[f]["ks_pvalue"] <= 1.0 for f in rows)
+    # The per-feature table travels once (issue 9: it was also sent as JSON), without a row index.
+    assert "drift" not in drift.metadata
+    rows = {r.data["feature"]: r.data for r in drift.metadata["features"].records}
+    assert set(rows) == {f"f{i}" for i in range(8)} and "row" not in rows["f0"]
+    assert all((rows[f]["fired"] == "psi, wasserstein") == (f in ("f2", "f5")) for f in rows)
+    assert all(rows[f]["drifted"] == (f in ("f2", "f5")) and 0.0 <= rows[f]["ks_pvalue"] <= 1.0 for f in rows)
+    assert {rows[f]["ks_precision"] for f in rows} == {"exact"}
     assert drift.metadata["alert_severity"].value == "MEDIUM"
-    assert drift.description.startswith("Data drift detected: 2 of 8 features drifted")
+    assert drift.description.startswith("Data drift detected: 2 of 8 features drifted (f2: PSI ")
 
 
 def test_shifted_inputs_move_predictions_and_hurt_accuracy(trained) -> None:
@@ -98,16 +104,26 @@ def test_shifted_inputs_move_predictions_and_hurt_accuracy(trained) -> None:
 
 
 def test_declared_thresholds_and_severities_apply_and_run_config_overrides_them(instance, dagster_home) -> None:
-    loose = synthetic("synth", rows=4_000, seed=1, checks={"data_drift": {"psi_threshold": 5.0, "severity": "HIGH"}})
+    loose = synthetic("synth", rows=4_000, seed=1, checks={"data_drift": {
+        "method": ["psi"], "psi_threshold": 5.0, "severity": "HIGH", "features": {"f3": {"method": ["ks"]}}}})
     defs = platform(loose)
     assert run_job(instance, defs, "synth_training").success
     drifted = fresh(drift_features=["f2"], drift_shift=1.0)
     drift = checks(run_job(instance, defs, "synth_monitoring", drifted))["data_drift"]
-    assert drift.passed and drift.metadata["threshold"].value == 5.0 and drift.metadata["alert_severity"].value == "HIGH"
+    assert drift.passed and drift.metadata["psi_threshold"].value == 5.0 and drift.metadata["alert_severity"].value == "HIGH"
+    assert {r.data["feature"]: r.data["method"] for r in drift.metadata["features"].records}["f3"] == "ks"
     # The Launchpad's way: one run with a stricter threshold, the rest as declared.
     strict = {**drifted, "ops": {"synth_monitoring_checks": {"config": {"data_drift": {"psi_threshold": 0.2}}}}}
     drift = checks(run_job(instance, defs, "synth_monitoring", strict))["data_drift"]
     assert not drift.passed and drift.metadata["alert_severity"].value == "HIGH"
+    # Per-feature rules from run config; a feature the model lacks is named, not ignored.
+    per_feature = {**drifted, "ops": {"synth_monitoring_checks": {"config": {"data_drift": {
+        "psi_threshold": 0.2, "features": {"f2": {"method": ["ks"], "ks_threshold": 0.9}}}}}}}
+    assert checks(run_job(instance, defs, "synth_monitoring", per_feature))["data_drift"].passed
+    typo = {**drifted, "ops": {"synth_monitoring_checks": {"config": {"data_drift": {"features": {"f22": {}}}}}}}
+    drift = checks(run_job(instance, defs, "synth_monitoring", typo))["data_drift"]
+    assert not drift.passed and drift.metadata["evaluated"].value is False
+    assert drift.description == "not evaluated: checks.data_drift.features names feature(s) the model does not have: 'f22'"
 
 
 def test_a_feature_set_change_is_reported_as_not_evaluated_not_as_a_pass(trained, tmp_path) -> None:
@@ -216,3 +232,22 @@ def test_monitoring_predicts_with_the_models_column_order_whatever_the_files(ins
     evaluations = checks(result)
     assert evaluations["production_model_accuracy"].passed, evaluations["production_model_accuracy"].description
     assert evaluations["data_drift"].passed
+
+
+def test_run_config_of_the_drift_check_takes_per_feature_rules_and_checks_them_as_declared() -> None:
+    import pydantic
+
+    from ml_platform.declaration import ChecksSection, DataDriftCheck
+    from ml_platform.orchestration.config import config_class
+
+    declared = ChecksSection(data_drift=DataDriftCheck(features={"f1": {"method": ["ks"]}}))
+    MonitoringConfig = config_class("MonitoringConfig", declared, only=("data_drift",))
+    # The Launchpad shows the declared rules as plain values; a run may replace them.
+    assert MonitoringConfig().model_dump()["data_drift"]["features"] == {"f1": {"method": ["ks"]}}
+    run = MonitoringConfig(data_drift={"features": {"f2": {"method": ["wasserstein"], "wasserstein_threshold": 0.3}}})
+    settings = DataDriftCheck.model_validate(run.data_drift.model_dump())
+    assert settings.features["f2"].wasserstein_threshold == 0.3 and "f1" not in settings.features
+    for bad, where in (({"method": ["chi2"]}, "method.0"), ({"features": {"f2": {"ks_threshold": 2.0}}}, "features.f2.ks_threshold"),
+                       ({"features": {"f2": {"methd": ["ks"]}}}, "features.f2.methd")):
+        with pytest.raises(pydantic.ValidationError, match=where):
+            MonitoringConfig(data_drift=bad)

@@ -9,15 +9,26 @@ data again. A check that cannot evaluate says why (`NotEvaluated`); it never pas
 from __future__ import annotations
 
 import json
+from decimal import ROUND_CEILING, Decimal
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from ml_platform.data.sources import DatasetSpec
-from ml_platform.monitoring.drift import ReferenceSummary, class_share_psi, class_shares, compute_drift, summarize_reference
+from ml_platform.declaration import DataDriftCheck
+from ml_platform.monitoring.drift import (
+    DRIFT_METHODS,
+    DriftInputError,
+    DriftRule,
+    ReferenceSummary,
+    class_share_psi,
+    class_shares,
+    compute_drift,
+    summarize_reference,
+)
 
 REFERENCE_FILE = "drift_reference.json"
 
@@ -39,7 +50,8 @@ class ModelReference:
     prediction_shares: dict[str, float]
 
     def to_json(self) -> bytes:
-        return json.dumps({"features": self.features.to_dict(), "prediction_shares": self.prediction_shares}).encode()
+        document = {"features": self.features.to_dict(), "prediction_shares": self.prediction_shares}
+        return json.dumps(document, separators=(",", ":")).encode()  # compact: the grids are most of it
 
     @classmethod
     def from_json(cls, raw: bytes) -> ModelReference:
@@ -70,25 +82,81 @@ def require_same_features(version: str, model_features: Sequence[str], spec: Dat
         )
 
 
+def drift_rules(settings: DataDriftCheck) -> tuple[DriftRule, dict[str, DriftRule]]:
+    """The check's rule and each feature's: an override's unset fields are the check's."""
+    rule = DriftRule(tuple(settings.method), settings.psi_threshold, settings.ks_threshold, settings.wasserstein_threshold)
+    overrides = {
+        name: replace(rule, **{k: tuple(v) if k == "method" else v
+                               for k in ("method", "psi_threshold", "ks_threshold", "wasserstein_threshold")
+                               if (v := getattr(override, k)) is not None})
+        for name, override in settings.features.items()
+    }
+    return rule, overrides
+
+
+METHOD_LABELS = {"psi": "PSI", "ks": "KS", "wasserstein": "Wasserstein"}
+DRIFT_TABLE_COLUMNS = [
+    "feature", "psi", "ks_statistic", "ks_precision", "ks_pvalue", "wasserstein", "wasserstein_precision",
+    "method", "psi_threshold", "ks_threshold", "wasserstein_threshold", "fired", "drifted", "n_missing",
+]
+
+
+def precision(bound: float) -> str:
+    """'exact', or 'within ±x' with x the bound rounded up to two significant digits."""
+    if bound == 0:
+        return "exact"
+    value = Decimal(repr(bound))  # decimal digits: binary floats would round 5e-05 up to 5.1e-05
+    rounded = value.quantize(Decimal(1).scaleb(value.adjusted() - 1), rounding=ROUND_CEILING)
+    return f"within ±{rounded.normalize():f}"
+
+
 def data_drift(
-    reference: ModelReference, frame: pd.DataFrame, psi_threshold: float, drift_share: float
+    reference: ModelReference, frame: pd.DataFrame, settings: DataDriftCheck
 ) -> tuple[CheckOutcome, pd.DataFrame]:
-    """PSI and KS of every feature against the training data; the per-feature table with it."""
-    report = compute_drift(
-        reference.features, frame, psi_threshold=psi_threshold, dataset_psi_threshold=psi_threshold,
-        drift_share_threshold=drift_share,
+    """PSI, KS and Wasserstein of every feature against the training data, decided by the declared
+    method(s); the per-feature table with it. Data that cannot be measured is NotEvaluated."""
+    rule, feature_rules = drift_rules(settings)
+    unknown = [name for name in feature_rules if name not in reference.features.feature_names]
+    if unknown:
+        raise NotEvaluated(
+            f"checks.data_drift.features names feature(s) the model does not have: {', '.join(map(repr, unknown))}"
+        )
+    try:
+        report = compute_drift(reference.features, frame, rule=rule, feature_rules=feature_rules,
+                               drift_share=settings.drift_share)
+    except DriftInputError as exc:
+        raise NotEvaluated(str(exc)) from exc
+    table = report.to_frame().assign(
+        ks_precision=lambda t: t["ks_bound"].map(precision),
+        wasserstein_precision=lambda t: t["wasserstein_bound"].map(precision),
+    )[DRIFT_TABLE_COLUMNS]
+    drifted = [f for f in report.features if f.drifted]
+    why = "; ".join(
+        f"{f.feature}: " + ", ".join(
+            f"{METHOD_LABELS[m]} {f.value(m):.2f} > {f.rule.threshold(m):.2f}" for m in f.fired
+        )
+        for f in drifted
     )
-    table = report.to_frame()[["feature", "psi", "ks_statistic", "ks_pvalue", "drifted", "n_missing"]]
-    max_psi = float(table["psi"].max())
-    drifted = list(report.drifted_features)
-    description = (
-        f"Data drift detected: {len(drifted)} of {len(table)} features drifted, max PSI {max_psi:.2f} "
-        f"(threshold: {psi_threshold:.2f}); drifted: {', '.join(drifted)}"
-        if report.dataset_drift
-        else f"no drift: max PSI {max_psi:.3f} <= {psi_threshold:.2f}"
+    counted = f"{len(drifted)} of {len(report.features)} features drifted"
+    maxima = ", ".join(
+        f"max {METHOD_LABELS[m]} {max(f.value(m) for f in report.features):.3f} (threshold: {rule.threshold(m):.2f})"
+        for m in rule.method
     )
-    figures = {"max_psi": max_psi, "threshold": psi_threshold, "share_drifted": report.share_drifted,
-               "drifted_features": ", ".join(drifted) or "none"}
+    if report.dataset_drift:
+        description = f"Data drift detected: {counted} ({why})"
+    elif drifted:
+        description = f"no dataset drift: {counted}, below the drift share {settings.drift_share:.2f} ({why})"
+    else:
+        description = f"no drift: {counted}; {maxima}"
+    figures: dict[str, Any] = {
+        "drifted_features": ", ".join(f.feature for f in drifted) or "none",
+        "share_drifted": report.share_drifted,
+        "dataset_rule": "any feature drifts" if settings.drift_share is None
+        else f"at least {settings.drift_share:.0%} of the features drift",
+        "method": ", ".join(rule.method),
+        **{f"{m}_threshold": rule.threshold(m) for m in DRIFT_METHODS},
+        **{f"max_{m}": max(f.value(m) for f in report.features) for m in DRIFT_METHODS},
+    }
     return CheckOutcome(not report.dataset_drift, description, figures), table
 
 

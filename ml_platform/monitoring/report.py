@@ -1,7 +1,8 @@
 """The monitoring report: Markdown with embedded SVG charts, shown on the asset's page.
 
-The seed's report (alerts by severity, the latest ones), then per-feature drift, the
-metrics of the last model versions, and two charts. Charts are SVG images inlined as data
+The seed's report (alerts by severity, the latest ones), then per-feature drift (each figure,
+whether it is exact, and which method fired), the metrics of the last model versions, and two
+charts. Charts are SVG images inlined as data
 URIs, so the Dagster UI renders them without serving any file.
 """
 
@@ -15,6 +16,9 @@ from dataclasses import dataclass
 from typing import Any
 
 SEVERITY_ORDER = ("HIGH", "MEDIUM", "LOW")
+# What the report shows of the data_drift check's per-feature table ("fired": the method(s) that flagged it).
+DRIFT_COLUMNS = ["feature", "psi", "ks_statistic", "ks_precision", "wasserstein", "wasserstein_precision",
+                 "rule", "fired", "drifted"]
 
 
 @dataclass(frozen=True)
@@ -48,28 +52,52 @@ def _text(x: float, y: float, text: str, anchor: str = "start", size: int = 11) 
     return f'<text x="{x:.1f}" y="{y:.1f}" font-size="{size}" text-anchor="{anchor}" font-family="sans-serif">{safe}</text>'
 
 
-def drift_chart(drift_rows: Sequence[dict[str, Any]], threshold: float) -> str:
-    """Horizontal bars of PSI per feature, red above the threshold, with the threshold line.
+DRIFT_PANELS = (("psi", "psi", "PSI"), ("ks", "ks_statistic", "KS statistic D"),
+                ("wasserstein", "wasserstein", "Wasserstein / std"))
+FIRED, DECIDING, INFORMATION = "#d9534f", "#5b9bd5", "#c8c8c8"
+
+
+def _methods(row: dict[str, Any], column: str) -> list[str]:
+    return [m.strip() for m in str(row.get(column) or "").split(",") if m.strip()]
+
+
+def drift_rule(row: dict[str, Any]) -> str:
+    """A feature's rule as read: 'psi > 0.2 or wasserstein > 0.1'."""
+    return " or ".join(f"{m} > {float(row[f'{m}_threshold']):g}" for m in _methods(row, "method"))
+
+
+def drift_chart(drift_rows: Sequence[dict[str, Any]]) -> str:
+    """One panel per statistic (PSI, KS D, normalized Wasserstein), a bar per feature: red where
+    that method fired, blue where it decides for the feature but stayed below its threshold
+    (the black tick), grey where it is information only. Each panel is scaled to at most
+    3x its largest threshold, so one huge value does not flatten the rest; longer bars are cut
+    and marked with their value.
 
     Plain SVG: no plotting library to import on every run, and it stays sharp when zoomed.
     """
-    label_width, plot_width, bar, gap, top = 150, 420, 14, 6, 30
-    height = top + len(drift_rows) * (bar + gap) + 30
-    top_value = max([threshold * 1.5, *(float(r["psi"]) for r in drift_rows)])
-    scale = plot_width / top_value
-    parts = [_text(label_width, 18, "Data drift per feature: population stability index (newest data vs training)", size=12)]
+    label_width, panel_width, gap_x, bar, gap, top = 150, 190, 24, 14, 6, 46
+    height = top + len(drift_rows) * (bar + gap) + 16
+    parts = [_text(8, 18, "Data drift per feature (newest data vs training); tick: threshold", size=12)]
     for i, row in enumerate(drift_rows):
-        y = top + i * (bar + gap)
-        psi = float(row["psi"])
-        colour = "#d9534f" if psi > threshold else "#5b9bd5"
-        parts.append(_text(label_width - 6, y + bar - 3, str(row["feature"]), anchor="end"))
-        parts.append(f'<rect x="{label_width}" y="{y}" width="{max(psi * scale, 1):.1f}" height="{bar}" fill="{colour}"/>')
-        parts.append(_text(label_width + psi * scale + 4, y + bar - 3, f"{psi:.3f}", size=10))
-    x = label_width + threshold * scale
-    bottom = top + len(drift_rows) * (bar + gap)
-    parts.append(f'<line x1="{x:.1f}" y1="{top - 4}" x2="{x:.1f}" y2="{bottom}" stroke="#333" stroke-dasharray="4 3"/>')
-    parts.append(_text(x, bottom + 16, f"threshold {threshold:g}", anchor="middle", size=10))
-    width = label_width + plot_width + 60
+        parts.append(_text(label_width - 6, top + i * (bar + gap) + bar - 3, str(row["feature"]), anchor="end"))
+    for p, (method, column, title) in enumerate(DRIFT_PANELS):
+        left = label_width + p * (panel_width + gap_x)
+        thresholds = [float(r[f"{method}_threshold"]) for r in drift_rows]
+        values = [float(r[column]) for r in drift_rows]
+        top_value = min(max([*values, 1.5 * max(thresholds)]), 3 * max(thresholds))
+        scale = (panel_width - 40) / top_value
+        parts.append(_text(left, top - 10, title, size=11))
+        parts.append(f'<line x1="{left}" y1="{top - 4}" x2="{left}" y2="{height - 16}" stroke="#999"/>')
+        for i, (row, value, threshold) in enumerate(zip(drift_rows, values, thresholds)):
+            y = top + i * (bar + gap)
+            colour = FIRED if method in _methods(row, "fired") else DECIDING if method in _methods(row, "method") else INFORMATION
+            length = min(value, top_value) * scale
+            parts.append(f'<rect x="{left}" y="{y}" width="{max(length, 1):.1f}" height="{bar}" fill="{colour}"/>')
+            tick = left + min(threshold, top_value) * scale
+            parts.append(f'<line x1="{tick:.1f}" y1="{y - 2}" x2="{tick:.1f}" y2="{y + bar + 2}" stroke="#222" stroke-width="2"/>')
+            cut = ">" if value > top_value else ""
+            parts.append(_text(max(left + length, tick) + 4, y + bar - 3, f"{cut}{value:.3f}", size=10))  # clear of the tick
+    width = label_width + len(DRIFT_PANELS) * (panel_width + gap_x)
     return _svg_data_uri(
         f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
         f'viewBox="0 0 {width} {height}"><rect width="100%" height="100%" fill="white"/>{"".join(parts)}</svg>'
@@ -121,7 +149,6 @@ def render_report(
     model: str,
     failed_checks: Sequence[FailedCheck],
     drift_rows: Sequence[dict[str, Any]],
-    psi_threshold: float,
     version_rows: Sequence[dict[str, Any]],
     production_version: str | None,
     recent_alerts: Sequence[dict[str, Any]],
@@ -140,10 +167,10 @@ def render_report(
             ["severity", "asset", "check", "message", "action", "at"],
         ),
         "## Data drift per feature",
-        markdown_table(drift_rows, ["feature", "psi", "ks_statistic", "ks_pvalue", "drifted"]),
+        markdown_table([{**row, "rule": drift_rule(row)} for row in drift_rows], DRIFT_COLUMNS),
     ]
     if drift_rows:
-        sections.append(f"![Data drift per feature]({drift_chart(drift_rows, psi_threshold)})")
+        sections.append(f"![Data drift per feature]({drift_chart(drift_rows)})")
     sections += [
         "## Last model versions",
         markdown_table(version_rows, ["version", "created_at", "aliases", "accuracy", "f1", "roc_auc", "rows"]),

@@ -3,11 +3,13 @@
 Each op's config class is derived from a section of the declaration, with the declared values
 as defaults: the Launchpad shows what is declared, a run may override any of it, and a run
 with no config (a schedule, a sensor, the CLI) uses exactly the declaration. The declaration's
-validation rules (ranges, choices) come along, so an out-of-range override fails naming the field.
+validation rules (ranges, choices, cross-field rules) come along: each config class validates
+its values with the section's own class, so an out-of-range override fails naming the field.
 """
 
+import types
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, Literal, Union, get_args, get_origin
 
 import dagster as dg
 import pydantic
@@ -29,12 +31,49 @@ def config_class(
         if isinstance(value, Section):
             nested = config_class(type(value).__name__, value)
             fields[field_name] = (nested, FieldInfo.merge_field_infos(info, default=nested()))
+        elif _is_dict_of_sections(info.annotation):
+            # Dagster's schema defaults must be plain values, so entries stay plain dicts here
+            # (checked by the section's own class below; read them back with that class).
+            default = {key: item.model_dump(exclude_none=True) for key, item in value.items()}
+            fields[field_name] = (dict[str, dict[str, Any]], FieldInfo.merge_field_infos(info, default=default))
         else:
-            fields[field_name] = (info.annotation, FieldInfo.merge_field_infos(info, default=value))
+            fields[field_name] = (_dagster_annotation(info.annotation), FieldInfo.merge_field_infos(info, default=value))
     for field_name, nested_section in (extra or {}).items():
         nested = config_class(type(nested_section).__name__, nested_section)
         fields[field_name] = (nested, nested())
-    return pydantic.create_model(name, __base__=dg.Config, **fields)
+    own_fields = [f for f in type(section).model_fields if only is None or f in only]
+
+    def validated_as_declared(config: dg.Config) -> dg.Config:
+        try:
+            type(section).model_validate(config.model_dump(include=set(own_fields)))
+        except pydantic.ValidationError as exc:
+            error = exc.errors()[0]
+            where = ".".join(str(p) for p in error["loc"])
+            raise ValueError(f"{where + ': ' if where else ''}{error['msg'].removeprefix('Value error, ')}") from None
+        return config
+
+    validators = {"_validated_as_declared": pydantic.model_validator(mode="after")(validated_as_declared)}
+    return pydantic.create_model(name, __base__=dg.Config, __validators__=validators, **fields)
+
+
+def _is_dict_of_sections(annotation: Any) -> bool:
+    """dict[str, S] with S a Section (e.g. per-feature rules)."""
+    if get_origin(annotation) is not dict:
+        return False
+    value_type = get_args(annotation)[1]
+    return isinstance(value_type, type) and issubclass(value_type, Section)
+
+
+def _dagster_annotation(annotation: Any) -> Any:
+    """Dagster's config types know a Literal field but not a list of them: such a list becomes
+    list[str] (and the section's own validation still checks the choices)."""
+    origin, args = get_origin(annotation), get_args(annotation)
+    if origin is list and args and get_origin(args[0]) is Literal:
+        return list[str]
+    if origin in (Union, types.UnionType) and type(None) in args:
+        (inner,) = [a for a in args if a is not type(None)]
+        return _dagster_annotation(inner) | None
+    return annotation
 
 
 def run_config(configs: dict[str, dg.Config]) -> dict[str, Any]:

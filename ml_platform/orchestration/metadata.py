@@ -18,10 +18,10 @@ def _cell(value: object) -> str | int | float | bool | None:
     return str(value)
 
 
-def frame_table(frame: pd.DataFrame, limit: int = 20) -> dg.TableMetadataValue:
-    """The first `limit` rows of `frame` as a UI table (the row index becomes a `row` column)."""
+def frame_table(frame: pd.DataFrame, limit: int = 20, index: bool = True) -> dg.TableMetadataValue:
+    """The first `limit` rows of `frame` as a UI table (with `index`, the row index becomes a `row` column)."""
     shown = frame.head(limit)
-    if "row" not in shown.columns:
+    if index and "row" not in shown.columns:
         shown = shown.rename_axis("row").reset_index()
     columns = [str(c) for c in shown.columns]
     schema = dg.TableSchema(columns=[dg.TableColumn(c, "string") for c in columns])

@@ -26,7 +26,7 @@ import dagster as dg
 from ml_platform.alerting.alert import DEFAULT_CHECK_RULES, alert_for_failed_check
 from ml_platform.alerting.outbox import AlertOutbox
 from ml_platform.data.sources import SourceData
-from ml_platform.declaration import DeclaredModel
+from ml_platform.declaration import DataDriftCheck, DeclaredModel
 from ml_platform.model.registry import ModelRegistry, RegistryError
 from ml_platform.monitoring.checks import (
     REFERENCE_FILE,
@@ -137,7 +137,8 @@ def build_monitoring(model: DeclaredModel) -> MonitoringDefinitions:
     RunTimeConfig = config_class("RunTimeConfig", checks.run_time)
     asset = names.validated_data
     descriptions = {
-        DATA_DRIFT: "PSI and KS of every feature of the newest validated data against the production model's training data.",
+        DATA_DRIFT: "PSI, KS statistic and normalized Wasserstein distance of every feature of the newest validated data "
+                    "against the production model's training data, decided by the declared method(s).",
         PREDICTION_DRIFT: "Predicted class shares of the production model on the newest data against those at training time.",
         PRODUCTION_ACCURACY: "Accuracy of the production model on the newest labelled data.",
     }
@@ -181,13 +182,12 @@ def build_monitoring(model: DeclaredModel) -> MonitoringDefinitions:
             return predictions
 
         def data_drift_result() -> dg.AssetCheckResult:
-            outcome, table = data_drift(
-                production.reference, x, config.data_drift.psi_threshold, config.data_drift.drift_share
-            )
-            return _result(
-                DATA_DRIFT, asset, outcome, severities[DATA_DRIFT], model_version=version,
-                features=frame_table(table, limit=len(table)), drift=dg.MetadataValue.json(table.to_dict(orient="records")),
-            )
+            # Back to the declaration's class: per-feature rules are plain dicts in run config.
+            settings = DataDriftCheck.model_validate(config.data_drift.model_dump())
+            outcome, table = data_drift(production.reference, x, settings)
+            # The per-feature table once (the report reads it too): it travels with every alert.
+            return _result(DATA_DRIFT, asset, outcome, severities[DATA_DRIFT], model_version=version,
+                           features=frame_table(table, limit=len(table), index=False))
 
         def prediction_drift_result() -> dg.AssetCheckResult:
             outcome = prediction_drift(predicted(), production.reference, config.prediction_drift.psi_threshold)
@@ -294,9 +294,7 @@ def report_result(
         failed.append(FailedCheck(alert.severity.value, alert.asset, alert.check, alert.message, alert.recommended_action, at))
 
     drift_eval = latest.get(dg.AssetCheckKey(names.validated_data, DATA_DRIFT))
-    drift_metadata = drift_eval[0].metadata if drift_eval else {}
-    drift_rows = list(drift_metadata["drift"].value) if "drift" in drift_metadata else []
-    psi_threshold = float(drift_metadata["threshold"].value) if drift_rows else 0.0
+    drift_rows = plain_metadata(drift_eval[0].metadata).get("features", []) if drift_eval else []
 
     aliases = registry.aliases_by_version()
     version_rows = [
@@ -309,7 +307,7 @@ def report_result(
         for record in AlertOutbox(alerting.resolved_outbox_path()).alerts(limit=10, model=names.model)
     ]
     markdown = render_report(
-        model=names.model, failed_checks=failed, drift_rows=drift_rows, psi_threshold=psi_threshold,
+        model=names.model, failed_checks=failed, drift_rows=drift_rows,
         version_rows=version_rows, production_version=registry.alias("production"), recent_alerts=recent_alerts,
         generated_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
     )

@@ -1,25 +1,41 @@
-"""Drift statistics: PSI, KS (exact and summary-based), the drift rule, the JSON round trip, errors."""
+"""Drift statistics: PSI, the KS statistic and the normalized Wasserstein distance against the
+stored summary (exact on a complete grid, guaranteed bounds otherwise), checked against scipy
+and Evidently's formulas; the shift corpus and the drift rule; the JSON round trip; errors."""
 
 from __future__ import annotations
 
 import json
 import math
+from typing import get_args
 
 import numpy as np
 import pandas as pd
 import pytest
 from scipy import stats
 
+from ml_platform import declaration
+from ml_platform.monitoring import drift
 from ml_platform.monitoring.drift import (
+    DriftInputError,
     DriftReport,
+    DriftRule,
     ReferenceSummary,
     class_share_psi,
     class_shares,
     compute_drift,
-    ks_two_sample,
     population_stability_index,
     summarize_reference,
 )
+from ml_platform_tests.monitoring.shift_corpus import (
+    CASES,
+    EXPECTED_FLAGS,
+    current_columns,
+    evidently_psi,
+    evidently_wasserstein,
+    reference_column,
+)
+
+EVERY_METHOD = DriftRule(method=("psi", "ks", "wasserstein"))
 
 # --------------------------------------------------------------------------------------------------
 # PSI
@@ -54,14 +70,24 @@ def test_psi_hand_computed_through_the_summary_bins() -> None:
     assert feature.bin_edges == pytest.approx((25.75, 50.5, 75.25))
     assert feature.bin_counts == (25, 25, 25, 25)
     current = pd.DataFrame({"x": [10.0] * 40 + [30.0] * 30 + [60.0] * 20 + [90.0] * 10})
-    report = compute_drift(summary, current)
-    assert report.feature("x").psi == pytest.approx(0.228218, abs=1e-6)
+    assert compute_drift(summary, current).feature("x").psi == pytest.approx(0.228218, abs=1e-6)
+
+
+def test_psi_equals_an_independent_decile_psi() -> None:
+    rng = np.random.default_rng(3)
+    ref, cur = rng.gamma(2.0, size=50_000), rng.gamma(2.2, size=40_000)
+    edges = np.quantile(ref, np.arange(1, 10) / 10)  # numpy's own deciles, bins [e_i-1, e_i)
+    r = np.bincount(np.searchsorted(edges, ref, side="right"), minlength=10) / ref.size
+    c = np.bincount(np.searchsorted(edges, cur, side="right"), minlength=10) / cur.size
+    r, c = np.maximum(r, 1e-4), np.maximum(c, 1e-4)
+    independent = float(np.sum((c - r) * np.log(c / r)))
+    ours = compute_drift(summarize_reference(pd.DataFrame({"x": ref})), pd.DataFrame({"x": cur})).feature("x").psi
+    assert ours == pytest.approx(independent, rel=1e-12)
 
 
 def test_psi_empty_bin_uses_epsilon() -> None:
     # Reference proportions 0.5, 0.5, 0 (-> floored to 1e-4); current 0.5, 0.25, 0.25:
     #   0 + (0.25 - 0.5) * ln(0.25 / 0.5) + (0.25 - 1e-4) * ln(0.25 / 1e-4)
-    #   = 0.173287 + 0.2499 * 7.824046 = 0.173287 + 1.955229 = 2.128516
     expected = -0.25 * math.log(0.5) + (0.25 - 1e-4) * math.log(0.25 / 1e-4)
     assert expected == pytest.approx(2.128516, abs=1e-6)
     assert population_stability_index([2, 2, 0], [2, 1, 1], epsilon=1e-4) == pytest.approx(expected)
@@ -69,162 +95,232 @@ def test_psi_empty_bin_uses_epsilon() -> None:
 
 def test_current_values_outside_reference_range_land_in_open_outer_bins() -> None:
     summary = summarize_reference(pd.DataFrame({"x": np.linspace(0.0, 1.0, 1000)}))
-    report = compute_drift(summary, pd.DataFrame({"x": [-50.0] * 500 + [50.0] * 500}))
+    result = compute_drift(summary, pd.DataFrame({"x": [-50.0] * 500 + [50.0] * 500})).feature("x")
     # Half the current mass in each outer bin (reference 10% each), nothing in the 8 inner bins:
-    #   2 * (0.5 - 0.1) * ln(0.5 / 0.1) + 8 * (1e-4 - 0.1) * ln(1e-4 / 0.1)
     expected = 2 * 0.4 * math.log(5.0) + 8 * (1e-4 - 0.1) * math.log(1e-4 / 0.1)
-    assert report.feature("x").psi == pytest.approx(expected, rel=1e-9)
-    assert report.feature("x").ks_statistic == pytest.approx(0.5)
+    assert result.psi == pytest.approx(expected, rel=1e-9)
+    assert result.ks_statistic == 0.5 and result.ks_bound == 0.0
+    # W1 = 50 * 0.5 (below the reference) + 49 * 0.5 (above it) + about 1/4 (across it), over its std.
+    assert result.wasserstein * np.std(np.linspace(0.0, 1.0, 1000)) == pytest.approx(49.75, abs=1e-3)
 
 
 # --------------------------------------------------------------------------------------------------
-# KS
+# KS and Wasserstein: exact on a complete grid, within their bounds otherwise
 # --------------------------------------------------------------------------------------------------
 
-KS_CASES = [
-    # (n_ref, n_cur, shift, decimals rounded to (None: continuous; small values force many ties))
-    (40, 55, 0.0, None),
-    (300, 200, 0.3, None),
-    (1_000, 1_500, 0.05, None),
-    (2_000, 2_000, 0.0, 1),
-    (500, 800, 0.1, 0),
-    (5_000, 3_000, 0.02, 2),
+SAMPLE_CASES = [
+    # (n_ref, n_cur, shift, scale, decimals rounded to (None: continuous; few decimals force ties))
+    (1, 1, 0.0, 1.0, None),
+    (1, 40, 0.3, 1.0, None),
+    (40, 55, 0.0, 1.0, None),
+    (300, 200, 0.3, 1.5, None),
+    (1_000, 1_500, 0.05, 1.0, None),
+    (2_000, 2_000, 0.0, 1.0, 1),
+    (500, 800, 0.1, 2.0, 0),
+    (5_000, 3_000, 0.02, 1.0, 2),
+    (9_000, 30_000, -0.2, 0.7, None),
+    (60_000, 20_000, 0.1, 1.0, 2),  # 60,000 rows, few distinct values: still a complete grid
 ]
 
 
-@pytest.mark.parametrize(("n_ref", "n_cur", "shift", "decimals"), KS_CASES)
-def test_exact_ks_matches_scipy(n_ref: int, n_cur: int, shift: float, decimals: int | None) -> None:
-    rng = np.random.default_rng(n_ref + n_cur)
-    ref = rng.normal(size=n_ref)
-    cur = rng.normal(loc=shift, size=n_cur)
+def sample(n_ref: int, n_cur: int, shift: float, scale: float, decimals: int | None, offset: float = 0.0,
+           ) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng([n_ref, n_cur, 7])
+    ref = rng.standard_t(df=5, size=n_ref) + offset
+    cur = rng.standard_t(df=5, size=n_cur) * scale + shift + offset
     if decimals is not None:
         ref, cur = np.round(ref, decimals), np.round(cur, decimals)
-    ours = ks_two_sample(ref, cur)
-    scipy_default = stats.ks_2samp(ref, cur)
-    assert ours.statistic == scipy_default.statistic
-    # Same p-value as scipy's asymptotic method; close to its default (exact) one for these sizes.
-    assert ours.pvalue == pytest.approx(stats.ks_2samp(ref, cur, method="asymp").pvalue, rel=1e-9, abs=1e-300)
-    assert ours.pvalue == pytest.approx(scipy_default.pvalue, rel=0.05, abs=2e-3)
+    return ref, cur
 
 
-def test_exact_ks_statistic_for_large_samples_matches_scipy_to_rounding() -> None:
-    # Above 10,000 per side scipy subtracts two rounded ECDFs; we round the exact rational once.
-    rng = np.random.default_rng(7)
-    ref, cur = rng.normal(size=20_000), rng.normal(0.01, size=15_000)
-    ours, theirs = ks_two_sample(ref, cur), stats.ks_2samp(ref, cur)
-    assert ours.statistic == pytest.approx(theirs.statistic, rel=0, abs=1e-15)
-    assert ours.pvalue == pytest.approx(theirs.pvalue, rel=0.02)
+def drift_of(ref: np.ndarray, cur: np.ndarray, **summary_options: int) -> drift.FeatureDrift:
+    summary = summarize_reference(pd.DataFrame({"x": ref}), **summary_options)
+    return compute_drift(summary, pd.DataFrame({"x": cur}), rule=EVERY_METHOD).feature("x")
 
 
-@pytest.mark.parametrize(("n_ref", "n_cur", "shift", "decimals"), KS_CASES + [(50_000, 40_000, 0.01, None)])
-def test_summary_ks_within_resolution_of_exact(
-    n_ref: int, n_cur: int, shift: float, decimals: int | None
+def scipy_wasserstein(ref: np.ndarray, cur: np.ndarray) -> float:
+    std = float(np.std(ref))
+    norm = std if std > 0 else (abs(float(np.mean(ref))) or 1.0)
+    return float(stats.wasserstein_distance(ref, cur)) / norm
+
+
+@pytest.mark.parametrize("offset", [0.0, 1e4])
+@pytest.mark.parametrize(("n_ref", "n_cur", "shift", "scale", "decimals"), SAMPLE_CASES)
+def test_complete_grid_gives_exact_ks_and_wasserstein(
+    n_ref: int, n_cur: int, shift: float, scale: float, decimals: int | None, offset: float
 ) -> None:
-    rng = np.random.default_rng(n_ref * 3 + n_cur)
-    ref = rng.standard_t(df=5, size=n_ref)
-    cur = rng.standard_t(df=5, size=n_cur) + shift
-    if decimals is not None:
-        ref, cur = np.round(ref, decimals), np.round(cur, decimals)
-    n_quantiles = 1001
-    summary = summarize_reference(pd.DataFrame({"x": ref}), n_quantiles=n_quantiles)
-    feature = summary.feature("x")
-    # Documented bound: the largest reference mass strictly between grid points,
-    # at most 1/(n_quantiles - 1) + 1/n_ref.
-    assert feature.ks_resolution <= 1 / (n_quantiles - 1) + 1 / n_ref + 1e-12
-    approx = compute_drift(summary, pd.DataFrame({"x": cur})).feature("x")
-    exact = ks_two_sample(ref, cur)
-    # The sketch only evaluates points of the exact statistic, so it never over-states it.
-    assert exact.statistic - feature.ks_resolution - 1e-12 <= approx.ks_statistic <= exact.statistic + 1e-12
-    if n_ref <= 1001:
-        # Every reference value is a grid point: the sketch is exact.
-        assert approx.ks_statistic == pytest.approx(exact.statistic, abs=1e-12)
+    ref, cur = sample(n_ref, n_cur, shift, scale, decimals, offset)
+    result = drift_of(ref, cur)
+    assert result.ks_bound == 0.0 and result.wasserstein_bound == 0.0
+    assert result.ks_statistic == pytest.approx(stats.ks_2samp(ref, cur).statistic, rel=0, abs=1e-15)
+    # A large offset (1e4) costs scipy and us a little rounding on the values themselves.
+    assert result.wasserstein == pytest.approx(scipy_wasserstein(ref, cur), rel=1e-9, abs=1e-12)
 
 
-def test_summary_ks_pvalue_for_large_effective_n_uses_kolmogorov_asymptotics() -> None:
-    rng = np.random.default_rng(11)
-    ref, cur = rng.normal(size=60_000), rng.normal(0.015, size=60_000)
-    summary = summarize_reference(pd.DataFrame({"x": ref}))
-    result = compute_drift(summary, pd.DataFrame({"x": cur})).feature("x")
-    n_eff = 60_000 * 60_000 / 120_000
-    assert result.ks_pvalue == pytest.approx(stats.kstwo.sf(result.ks_statistic, n_eff), rel=0.02)
+@pytest.mark.parametrize(("n_ref", "n_cur", "shift", "scale", "decimals"), SAMPLE_CASES[2:5])
+def test_ks_statistic_is_bit_equal_to_scipys_exact_mode(
+    n_ref: int, n_cur: int, shift: float, scale: float, decimals: int | None
+) -> None:
+    ref, cur = sample(n_ref, n_cur, shift, scale, decimals)
+    assert drift_of(ref, cur).ks_statistic == stats.ks_2samp(ref, cur, method="exact").statistic
+
+
+@pytest.mark.parametrize("max_points", [2, 50, 1_001])
+@pytest.mark.parametrize(("n_ref", "n_cur", "shift", "scale", "decimals"), SAMPLE_CASES[3:])
+def test_bounded_grid_brackets_the_exact_values(
+    n_ref: int, n_cur: int, shift: float, scale: float, decimals: int | None, max_points: int
+) -> None:
+    ref, cur = sample(n_ref, n_cur, shift, scale, decimals)
+    summary = summarize_reference(pd.DataFrame({"x": ref}), max_points=max_points)
+    result = compute_drift(summary, pd.DataFrame({"x": cur}), rule=EVERY_METHOD).feature("x")
+    exact_d, exact_w = stats.ks_2samp(ref, cur).statistic, scipy_wasserstein(ref, cur)
+    assert abs(result.ks_statistic - exact_d) <= result.ks_bound + 1e-15
+    assert abs(result.wasserstein - exact_w) <= result.wasserstein_bound + 1e-12
+    if summary.feature("x").complete:
+        assert result.ks_bound == result.wasserstein_bound == 0.0
+    else:
+        assert len(summary.feature("x").grid_points) <= max_points
+
+
+def test_p_value_follows_scipy() -> None:
+    ref, cur = sample(3_000, 2_000, 0.08, 1.0, None)
+    result = drift_of(ref, cur)
+    assert result.ks_pvalue == pytest.approx(stats.ks_2samp(ref, cur, method="asymp").pvalue, rel=1e-9)
+    big_ref, big_cur = sample(60_000, 60_000, 0.015, 1.0, None)
+    big = drift_of(big_ref, big_cur)
+    assert big.ks_pvalue == pytest.approx(stats.kstwo.sf(big.ks_statistic, 30_000), rel=0.02)
+
+
+def test_summary_keeps_every_distinct_value_up_to_max_points() -> None:
+    values = np.repeat(np.arange(10_000, dtype=float), 3)
+    complete = summarize_reference(pd.DataFrame({"x": values})).feature("x")
+    assert complete.complete and list(complete.grid_points) == list(range(10_000))
+    assert list(complete.grid_count_le[:2]) == [3, 6] and list(complete.grid_count_lt[:2]) == [0, 3]
+    bounded = summarize_reference(pd.DataFrame({"x": np.append(values, 0.5)})).feature("x")
+    assert not bounded.complete and len(bounded.grid_points) <= 10_000
+    assert (bounded.grid_points[0], bounded.grid_points[-1]) == (0.0, 9_999.0)
 
 
 # --------------------------------------------------------------------------------------------------
-# Drift rule on synthetic data
+# The shift corpus, at 1e6 and at 20,000 rows
+# --------------------------------------------------------------------------------------------------
+
+CORPUS_SIZES = [1_000_000, 20_000]
+
+
+@pytest.fixture(scope="module", params=CORPUS_SIZES, ids=lambda n: f"{n}_rows")
+def corpus(request: pytest.FixtureRequest) -> tuple[np.ndarray, dict[str, np.ndarray], DriftReport, DriftReport]:
+    """Reference, current columns, and the report with every method and with the default rule."""
+    n = request.param
+    reference = reference_column(n)
+    current = current_columns(n)
+    summary = summarize_reference(pd.DataFrame({name: reference for name in CASES}))
+    frame = pd.DataFrame(current)
+    return reference, current, compute_drift(summary, frame, rule=EVERY_METHOD), compute_drift(summary, frame)
+
+
+def test_each_method_flags_the_cases_of_the_table(corpus) -> None:
+    _, _, report, _ = corpus
+    flags = {f.feature: tuple(m in f.fired for m in ("psi", "ks", "wasserstein")) for f in report.features}
+    assert flags == EXPECTED_FLAGS
+
+
+def test_the_default_rule_flags_location_scale_and_tails_and_leaves_tiny_and_unchanged(corpus) -> None:
+    _, _, _, default = corpus
+    assert default.features[0].rule == DriftRule() and DriftRule().method == ("psi", "wasserstein")
+    assert set(default.drifted_features) == {"location", "scale", "tails", "bimodal"}
+    assert default.dataset_drift and default.share_drifted == pytest.approx(4 / 7)
+    # Location and bimodal fire both methods; scale and tails only the Wasserstein distance.
+    assert {f.feature: f.fired for f in default.features if f.drifted} == {
+        "location": ("psi", "wasserstein"), "bimodal": ("psi", "wasserstein"),
+        "scale": ("wasserstein",), "tails": ("wasserstein",),
+    }
+
+
+def test_corpus_values_match_scipy_and_evidentlys_formulas(corpus) -> None:
+    reference, current, report, _ = corpus
+    # scipy on 1e6 rows costs ~1.5 s a case: check one there, all of them on 20,000 rows.
+    names = list(CASES) if reference.size <= 20_000 else ["scale"]
+    for name in names:
+        result = report.feature(name)
+        assert abs(result.ks_statistic - stats.ks_2samp(reference, current[name]).statistic) <= result.ks_bound + 1e-15
+        # Evidently's default for > 1,000 rows: the same normalized distance, threshold 0.1 (>=).
+        evidently = evidently_wasserstein(reference, current[name])
+        assert abs(result.wasserstein - evidently) <= result.wasserstein_bound + 1e-12
+        assert (evidently >= 0.1) == ("wasserstein" in result.fired)
+    for name in CASES:
+        result = report.feature(name)
+        assert 0 < result.ks_bound < 1e-4 and 0 < result.wasserstein_bound < 1e-3  # 10,000 quantiles
+    # Evidently's own PSI (Sturges bins over both samples, threshold 0.1) catches the scale
+    # change that decile PSI misses.
+    assert evidently_psi(reference, current["scale"]) > 0.2 > report.feature("scale").psi
+    assert evidently_psi(reference, current["unchanged"]) < 0.01
+
+
+# --------------------------------------------------------------------------------------------------
+# The drift rule
 # --------------------------------------------------------------------------------------------------
 
 
-def _synthetic_frame(n: int, seed: int) -> pd.DataFrame:
-    """Eight features of different shapes, including a discrete one."""
-    rng = np.random.default_rng(seed)
-    return pd.DataFrame(
-        {
-            "f0": rng.normal(size=n),
-            "f1": rng.normal(10.0, 3.0, size=n),
-            "f2": rng.normal(-5.0, 0.5, size=n),
-            "f3": rng.exponential(2.0, size=n),
-            "f4": rng.uniform(0.0, 1.0, size=n),
-            "f5": rng.lognormal(0.0, 0.5, size=n),
-            "f6": rng.poisson(3.0, size=n),
-            "f7": rng.gamma(2.0, 2.0, size=n),
-        }
-    )
+def small_corpus(n: int = 20_000) -> tuple[ReferenceSummary, pd.DataFrame]:
+    return (summarize_reference(pd.DataFrame({name: reference_column(n) for name in CASES})),
+            pd.DataFrame(current_columns(n)))
 
 
-@pytest.fixture(scope="module")
-def synthetic_summary() -> ReferenceSummary:
-    return summarize_reference(_synthetic_frame(20_000, seed=1))
+def test_methods_and_thresholds_can_differ_per_feature() -> None:
+    summary, current = small_corpus()
+    report = compute_drift(summary, current, feature_rules={
+        "scale": DriftRule(method=("psi",)),  # PSI alone misses the scale change
+        "tiny": DriftRule(method=("wasserstein",), wasserstein_threshold=0.03),  # a stricter threshold catches it
+    })
+    assert set(report.drifted_features) == {"location", "tails", "bimodal", "tiny"}
+    assert report.feature("tiny").fired == ("wasserstein",) and report.feature("tiny").rule.wasserstein_threshold == 0.03
+    assert report.feature("location").rule == DriftRule()
 
 
-def test_no_shift_flags_nothing(synthetic_summary: ReferenceSummary) -> None:
-    report = compute_drift(synthetic_summary, _synthetic_frame(20_000, seed=2))
-    assert report.drifted_features == ()
-    assert report.share_drifted == 0.0
-    assert not report.dataset_drift
-    assert max(f.psi for f in report.features) < 0.02
+def test_drift_share_decides_the_dataset() -> None:
+    summary, current = small_corpus()
+    only_tails = current.assign(location=current["unchanged"], scale=current["unchanged"], bimodal=current["unchanged"])
+    assert compute_drift(summary, only_tails).dataset_drift  # unset: any drifted feature
+    at_half = compute_drift(summary, only_tails, drift_share=0.5)
+    assert at_half.drifted_features == ("tails",) and not at_half.dataset_drift
+    assert compute_drift(summary, only_tails, drift_share=1 / 7).dataset_drift
 
 
-def test_shifted_features_are_exactly_the_flagged_ones(synthetic_summary: ReferenceSummary) -> None:
-    current = _synthetic_frame(20_000, seed=3)
-    for name in ("f2", "f5"):
-        current[name] = current[name] + current[name].std()  # mean + 1 std
-    report = compute_drift(synthetic_summary, current)
-    assert report.drifted_features == ("f2", "f5")
-    assert {f.feature for f in report.features if f.drifted} == {"f2", "f5"}
-    assert report.share_drifted == pytest.approx(2 / 8)
-    assert report.dataset_drift  # some feature's PSI > 0.20
-    for f in report.features:
-        assert (f.psi > 0.2) == (f.feature in ("f2", "f5"))
+def test_bad_rules_are_named() -> None:
+    with pytest.raises(ValueError, match="non-empty list of psi, ks, wasserstein; got \\['chi2'\\]"):
+        DriftRule(method=("chi2",))
+    with pytest.raises(ValueError, match="ks_threshold"):
+        DriftRule(ks_threshold=0.0)
+    summary, current = small_corpus(200)
+    with pytest.raises(DriftInputError, match="does not have: 'nope'"):
+        compute_drift(summary, current, feature_rules={"nope": DriftRule()})
 
 
-def test_dataset_rules_are_parameters(synthetic_summary: ReferenceSummary) -> None:
-    current = _synthetic_frame(20_000, seed=3)
-    current["f2"] = current["f2"] + current["f2"].std()
-    # Any-feature rule switched off (threshold out of reach): 1 of 8 drifted is below half.
-    report = compute_drift(synthetic_summary, current, dataset_psi_threshold=1e9)
-    assert report.drifted_features == ("f2",) and not report.dataset_drift
-    # Share rule alone: 1/8 >= 0.125.
-    report = compute_drift(synthetic_summary, current, dataset_psi_threshold=1e9, drift_share_threshold=0.125)
-    assert report.dataset_drift
+def test_threads_give_the_same_report_as_one() -> None:
+    summary, current = small_corpus()
+    assert compute_drift(summary, current, workers=1) == compute_drift(summary, current, workers=4)
 
 
-def test_tiny_ks_pvalue_alone_does_not_flag_drift() -> None:
-    # A trivial shift (0.02 std) on large samples: KS is "significant" but PSI is far below 0.20.
-    rng = np.random.default_rng(5)
-    summary = summarize_reference(pd.DataFrame({"x": rng.normal(size=200_000)}))
-    result = compute_drift(summary, pd.DataFrame({"x": rng.normal(0.02, size=200_000)})).feature("x")
-    assert result.ks_pvalue < 1e-6 and result.ks_significant
-    assert result.psi < 0.01 and not result.drifted
+def test_declaration_offers_the_same_methods_and_defaults() -> None:
+    assert get_args(declaration.DriftMethod) == drift.DRIFT_METHODS
+    declared = declaration.DataDriftCheck()
+    assert (tuple(declared.method), declared.psi_threshold, declared.ks_threshold, declared.wasserstein_threshold) == (
+        drift.DEFAULT_METHOD, drift.DEFAULT_PSI_THRESHOLD, drift.DEFAULT_KS_THRESHOLD, drift.DEFAULT_WASSERSTEIN_THRESHOLD)
 
 
-def test_nans_in_current_are_dropped_and_counted(synthetic_summary: ReferenceSummary) -> None:
-    current = _synthetic_frame(5_000, seed=4)
-    current.loc[:99, "f0"] = np.nan
-    report = compute_drift(synthetic_summary, current)
-    assert report.feature("f0").n_missing == 100
-    assert report.feature("f0").n_current == 4_900
-    assert report.feature("f1").n_missing == 0
-    assert not report.feature("f0").drifted
+# --------------------------------------------------------------------------------------------------
+# Missing values, extra columns, serialisation
+# --------------------------------------------------------------------------------------------------
+
+
+def test_nans_in_current_are_dropped_and_counted() -> None:
+    summary, current = small_corpus(5_000)
+    current.loc[:99, "unchanged"] = np.nan
+    result = compute_drift(summary, current).feature("unchanged")
+    expected = drift_of(reference_column(5_000), current["unchanged"].dropna().to_numpy())
+    assert (result.n_missing, result.n_current) == (100, 4_900)
+    assert (result.ks_statistic, result.wasserstein, result.psi) == (expected.ks_statistic, expected.wasserstein, expected.psi)
 
 
 def test_extra_current_columns_are_ignored_and_nullable_ints_work() -> None:
@@ -235,33 +331,53 @@ def test_extra_current_columns_are_ignored_and_nullable_ints_work() -> None:
     assert report.feature("x").n_missing == 1
 
 
-def test_report_serialises(synthetic_summary: ReferenceSummary) -> None:
-    report = compute_drift(synthetic_summary, _synthetic_frame(2_000, seed=6))
-    as_json = json.loads(json.dumps(report.to_dict()))
-    assert [f["feature"] for f in as_json["features"]] == list(synthetic_summary.feature_names)
-    assert list(report.to_frame()["feature"]) == list(synthetic_summary.feature_names)
+def test_report_serialises() -> None:
+    summary, current = small_corpus(2_000)
+    as_json = json.loads(json.dumps(compute_drift(summary, current).to_dict()))
+    assert [f["feature"] for f in as_json["features"]] == list(CASES)
+    assert as_json["features"][0]["method"] == "psi, wasserstein" and as_json["drift_share"] is None
 
 
-# --------------------------------------------------------------------------------------------------
-# JSON round trip
-# --------------------------------------------------------------------------------------------------
+def test_summary_json_round_trip_gives_identical_results() -> None:
+    summary, current = small_corpus(5_000)
+    restored = ReferenceSummary.from_dict(json.loads(json.dumps(summary.to_dict())))
+    assert restored == summary
+    assert compute_drift(restored, current) == compute_drift(summary, current)
 
 
-def test_summary_json_round_trip_gives_identical_results(synthetic_summary: ReferenceSummary) -> None:
-    restored = ReferenceSummary.from_dict(json.loads(json.dumps(synthetic_summary.to_dict())))
-    assert restored == synthetic_summary
-    current = _synthetic_frame(5_000, seed=8)
-    current["f1"] = current["f1"] * 1.5
-    before: DriftReport = compute_drift(synthetic_summary, current)
-    after: DriftReport = compute_drift(restored, current)
-    assert after == before
+def version_1(summary: ReferenceSummary) -> dict:
+    """The summary as the previous release stored it: schema 1, a 1,001-point sketch under ks_* keys."""
+    data = summary.to_dict()
+    data.update(schema_version=1, n_quantiles=data.pop("max_points"))
+    del data["grid_encoding"]
+    for feature, stored in zip(data["features"], summary.features):
+        for key in ("points", "count_le", "count_lt"):
+            del feature[f"grid_{key}"]
+            feature[f"ks_{key}"] = getattr(stored, f"grid_{key}").tolist()
+    return data
 
 
-def test_from_dict_rejects_unknown_schema_version(synthetic_summary: ReferenceSummary) -> None:
-    data = synthetic_summary.to_dict()
+def test_a_version_1_summary_is_read_as_a_bounded_grid() -> None:
+    ref, cur = sample(20_000, 20_000, 0.1, 1.2, None)
+    old = ReferenceSummary.from_dict(version_1(summarize_reference(pd.DataFrame({"x": ref}), max_points=1_001)))
+    assert old.max_points == 1_001 and not old.feature("x").complete
+    result = compute_drift(old, pd.DataFrame({"x": cur}), rule=EVERY_METHOD).feature("x")
+    assert 0 < result.ks_bound <= 1 / 1_000 and abs(result.ks_statistic - stats.ks_2samp(ref, cur).statistic) <= result.ks_bound
+    assert abs(result.wasserstein - scipy_wasserstein(ref, cur)) <= result.wasserstein_bound
+
+
+def test_from_dict_rejects_unknown_schema_version() -> None:
+    data = summarize_reference(pd.DataFrame({"x": [1.0, 2.0]})).to_dict()
     data["schema_version"] = 999
-    with pytest.raises(ValueError, match="schema_version"):
+    with pytest.raises(ValueError, match="schema_version 999"):
         ReferenceSummary.from_dict(data)
+
+
+def test_json_size_is_bounded_by_max_points() -> None:
+    summary = summarize_reference(pd.DataFrame({"x": reference_column(50_000)}))
+    size = len(json.dumps(summary.to_dict(), separators=(",", ":")))
+    assert len(summary.feature("x").grid_points) == 10_000
+    assert 10_000 * 20 < size < 10_000 * 40  # ~36 bytes a point: the value and its two counts
 
 
 # --------------------------------------------------------------------------------------------------
@@ -271,13 +387,13 @@ def test_from_dict_rejects_unknown_schema_version(synthetic_summary: ReferenceSu
 
 def test_missing_feature_is_named() -> None:
     summary = summarize_reference(pd.DataFrame({"age": [1.0, 2.0, 3.0], "income": [4.0, 5.0, 6.0]}))
-    with pytest.raises(ValueError, match="'income'"):
+    with pytest.raises(DriftInputError, match="'income'"):
         compute_drift(summary, pd.DataFrame({"age": [1.0, 2.0]}))
 
 
 def test_non_numeric_feature_is_named() -> None:
     summary = summarize_reference(pd.DataFrame({"age": [1.0, 2.0, 3.0], "city": [1.0, 2.0, 3.0]}))
-    with pytest.raises(ValueError, match="'city'.*not numeric"):
+    with pytest.raises(DriftInputError, match="'city'.*not numeric"):
         compute_drift(summary, pd.DataFrame({"age": [1.0, 2.0], "city": ["Oslo", "Rome"]}))
     with pytest.raises(ValueError, match="'city'.*not numeric"):
         summarize_reference(pd.DataFrame({"city": ["Oslo", "Rome"]}))
@@ -285,16 +401,22 @@ def test_non_numeric_feature_is_named() -> None:
 
 def test_empty_current_frame() -> None:
     summary = summarize_reference(pd.DataFrame({"x": [1.0, 2.0, 3.0]}))
-    with pytest.raises(ValueError, match="empty"):
+    with pytest.raises(DriftInputError, match="empty"):
         compute_drift(summary, pd.DataFrame({"x": pd.Series([], dtype=float)}))
 
 
-def test_all_nan_feature_is_named() -> None:
-    summary = summarize_reference(pd.DataFrame({"x": [1.0, 2.0, 3.0]}))
-    with pytest.raises(ValueError, match="'x'.*all-NaN"):
-        compute_drift(summary, pd.DataFrame({"x": [np.nan, np.nan]}))
+def test_all_nan_features_are_all_named() -> None:
+    summary = summarize_reference(pd.DataFrame({"x": [1.0, 2.0, 3.0], "y": [1.0, 2.0, 3.0], "z": [1.0, 2.0, 3.0]}))
+    with pytest.raises(DriftInputError, match=r"feature\(s\) 'x', 'z' are all-NaN in the current frame"):
+        compute_drift(summary, pd.DataFrame({"x": [np.nan, np.nan], "y": [1.0, 2.0], "z": [np.nan, np.nan]}))
     with pytest.raises(ValueError, match="'x'.*all-NaN"):
         summarize_reference(pd.DataFrame({"x": [np.nan, np.nan]}))
+
+
+def test_infinite_current_values_are_named() -> None:
+    summary = summarize_reference(pd.DataFrame({"x": [1.0, 2.0, 3.0]}))
+    with pytest.raises(DriftInputError, match="'x' has infinite values in the current frame"):
+        compute_drift(summary, pd.DataFrame({"x": [1.0, np.inf]}))
 
 
 # --------------------------------------------------------------------------------------------------
@@ -302,16 +424,17 @@ def test_all_nan_feature_is_named() -> None:
 # --------------------------------------------------------------------------------------------------
 
 
-def test_constant_feature() -> None:
-    summary = summarize_reference(pd.DataFrame({"c": np.full(1_000, 7.0)}))
-    feature = summary.feature("c")
-    assert feature.std == 0.0 and feature.ks_points == (7.0,)
-    same = compute_drift(summary, pd.DataFrame({"c": np.full(500, 7.0)})).feature("c")
-    assert same.psi == 0.0 and same.ks_statistic == 0.0 and not same.drifted
-    # A constant that moves, up or down, is caught by PSI as well as by KS.
-    for value in (8.0, 6.0):
-        moved = compute_drift(summary, pd.DataFrame({"c": np.full(500, value)})).feature("c")
-        assert moved.drifted and moved.ks_statistic == 1.0
+def test_constant_feature_is_normalized_by_its_mean_or_one() -> None:
+    summary = summarize_reference(pd.DataFrame({"c": np.full(1_000, 7.0), "zero": np.zeros(1_000)}))
+    assert summary.feature("c").std == 0.0 and list(summary.feature("c").grid_points) == [7.0]
+    same = compute_drift(summary, pd.DataFrame({"c": np.full(500, 7.0), "zero": np.zeros(500)}), rule=EVERY_METHOD)
+    assert all(f.psi == f.ks_statistic == f.wasserstein == 0.0 and not f.drifted for f in same.features)
+    # A constant that moves by 1, up or down, is caught by every method; W1 = 1, over |mean| 7, or 1 for 0.
+    for step in (1.0, -1.0):
+        moved = compute_drift(summary, pd.DataFrame({"c": np.full(500, 7.0 + step), "zero": np.full(500, step)}),
+                              rule=EVERY_METHOD)
+        assert moved.feature("c").fired == ("psi", "ks", "wasserstein") and moved.feature("c").ks_statistic == 1.0
+        assert moved.feature("c").wasserstein == pytest.approx(1 / 7) and moved.feature("zero").wasserstein == 1.0
 
 
 def test_discrete_feature_with_duplicate_quantiles() -> None:
@@ -319,14 +442,12 @@ def test_discrete_feature_with_duplicate_quantiles() -> None:
     values = rng.choice([0, 1, 2], p=[0.7, 0.2, 0.1], size=5_000)
     summary = summarize_reference(pd.DataFrame({"k": values}))
     feature = summary.feature("k")
-    assert len(feature.bin_counts) < 10  # duplicate deciles were merged
-    assert len(feature.bin_edges) == len(set(feature.bin_edges))
+    assert len(feature.bin_counts) < 10 and list(feature.grid_points) == [0.0, 1.0, 2.0]  # duplicate deciles merged
     same = compute_drift(summary, pd.DataFrame({"k": values})).feature("k")
-    assert same.psi == 0.0 and same.ks_statistic == 0.0
-    shifted = compute_drift(
-        summary, pd.DataFrame({"k": rng.choice([0, 1, 2], p=[0.3, 0.3, 0.4], size=5_000)})
-    ).feature("k")
-    assert shifted.drifted
+    assert same.psi == 0.0 and same.ks_statistic == 0.0 and same.wasserstein == 0.0
+    shifted_values = rng.choice([0, 1, 2], p=[0.3, 0.3, 0.4], size=5_000)
+    shifted = compute_drift(summary, pd.DataFrame({"k": shifted_values})).feature("k")
+    assert shifted.drifted and shifted.wasserstein == pytest.approx(scipy_wasserstein(values, shifted_values), rel=1e-12)
 
 
 # --------------------------------------------------------------------------------------------------

@@ -1,7 +1,7 @@
 import base64
 import re
 
-from ml_platform.monitoring.report import FailedCheck, drift_chart, markdown_table, metrics_chart, render_report
+from ml_platform.monitoring.report import FailedCheck, drift_chart, drift_rule, markdown_table, metrics_chart, render_report
 
 
 def decode(uri: str) -> str:
@@ -9,11 +9,31 @@ def decode(uri: str) -> str:
     return base64.b64decode(uri.split(",", 1)[1]).decode()
 
 
-def test_drift_chart_draws_one_bar_per_feature_red_above_threshold() -> None:
-    svg = decode(drift_chart([{"feature": "a", "psi": 0.05}, {"feature": "b<&>", "psi": 0.5}], threshold=0.2))
-    assert svg.startswith("<svg") and svg.count("<rect") == 3  # background + two bars
-    assert svg.count('fill="#d9534f"') == 1 and svg.count('fill="#5b9bd5"') == 1
-    assert "b&lt;&amp;&gt;" in svg and "threshold 0.2" in svg
+def drift_row(feature: str, psi: float, ks: float, wasserstein: float, method: str = "psi, wasserstein",
+              fired: str = "", psi_threshold: float = 0.2) -> dict:
+    return {"feature": feature, "psi": psi, "ks_statistic": ks, "wasserstein": wasserstein, "method": method,
+            "fired": fired, "drifted": bool(fired), "psi_threshold": psi_threshold, "ks_threshold": 0.1,
+            "wasserstein_threshold": 0.1, "ks_precision": "exact", "wasserstein_precision": "within ±0.00048"}
+
+
+def test_drift_chart_has_a_panel_per_statistic_coloured_by_what_fired() -> None:
+    rows = [drift_row("a", 0.05, 0.02, 0.03), drift_row("b<&>", 0.5, 0.3, 0.4, fired="psi, wasserstein"),
+            drift_row("c", 0.1, 0.05, 0.2, method="wasserstein", fired="wasserstein")]
+    svg = decode(drift_chart(rows))
+    assert svg.startswith("<svg") and svg.count("<rect") == 1 + 3 * 3  # background + a bar per feature per panel
+    # Fired: b's psi and wasserstein, c's wasserstein. Information only: KS for all, c's psi.
+    assert svg.count('fill="#d9534f"') == 3 and svg.count('fill="#c8c8c8"') == 4 and svg.count('fill="#5b9bd5"') == 2
+    assert svg.count('stroke-width="2"') == 9  # a threshold tick per bar
+    assert "b&lt;&amp;&gt;" in svg and "Wasserstein / std" in svg
+
+
+def test_drift_chart_cuts_a_huge_value_and_says_so() -> None:
+    svg = decode(drift_chart([drift_row("a", 9.0, 0.02, 0.03, fired="psi"), drift_row("b", 0.1, 0.02, 0.03)]))
+    assert ">&gt;9.000<" in svg and ">0.100<" in svg
+
+
+def test_drift_rule_reads_as_the_decision() -> None:
+    assert drift_rule(drift_row("a", 0.1, 0.1, 0.1, psi_threshold=0.25)) == "psi > 0.25 or wasserstein > 0.1"
 
 
 def test_metrics_chart_has_a_line_per_metric_present() -> None:
@@ -34,7 +54,7 @@ def test_report_orders_failures_by_severity_and_counts_them() -> None:
         FailedCheck("HIGH", "trained_model", "accuracy_above_threshold", "Model accuracy dropped", "Retrain", "t2"),
     ]
     report = render_report(
-        model="churn", failed_checks=failed, drift_rows=[], psi_threshold=0.2, version_rows=[], production_version=None,
+        model="churn", failed_checks=failed, drift_rows=[], version_rows=[], production_version=None,
         recent_alerts=[{"timestamp": "t", "severity": "HIGH", "asset": "a", "check": "c", "message": "m"}],
         generated_at="now",
     )
