@@ -34,9 +34,11 @@ _DAYS = {d: i for i, d in enumerate("sun mon tue wed thu fri sat".split())}
 _CRON_FIELDS = (("minute", 0, 59, {}), ("hour", 0, 23, {}), ("day of month", 1, 31, {}),
                 ("month", 1, 12, _MONTHS), ("day of week", 0, 7, _DAYS))
 
-SourceKind = Literal["bundled", "synthetic", "csv", "parquet"]
+SourceKind = Literal["bundled", "synthetic", "csv", "parquet", "sql"]
+BundledDataset = Literal["breast_cancer", "churn"]
+Imputation = Literal["median", "most_frequent"]
 Severity = Literal["HIGH", "MEDIUM", "LOW"]
-Estimator = Literal["logistic_regression", "random_forest", "gradient_boosting"]
+Estimator = Literal["logistic_regression", "random_forest", "gradient_boosting", "hist_gradient_boosting"]
 Metric = Literal["accuracy", "precision", "recall", "f1", "roc_auc"]
 DriftMethod = Literal["psi", "ks", "wasserstein"]  # the statistics of monitoring/drift.py
 
@@ -72,11 +74,25 @@ class SyntheticSection(Section):
 
 class SourceSection(Section):
     kind: SourceKind = "bundled"
+    # bundled: which dataset shipped with ml_platform (no download).
+    dataset: BundledDataset = "breast_cancer"
     # csv / parquet: a path relative to the project root, or absolute.
     path: str | None = None
+    # sql: a SQLAlchemy URL without its password (e.g. postgresql+psycopg://ml@127.0.0.1:5432/churn,
+    # or sqlite:///data/churn.db), the environment variable holding the password (read through
+    # dg.EnvVar, never logged), and a table or a query (exactly one).
+    url: str | None = None
+    password_env: str | None = None
+    table: str | None = None
+    query: str | None = None
     target: str = "target"
-    # csv / parquet: the numeric feature columns; unset means every column but the target.
+    # csv / parquet / sql: the feature columns; unset means every column but the target.
     features: list[str] | None = Field(None, min_length=1)
+    # Feature columns that are categorical (the rest are numeric).
+    categorical: list[str] = []
+    # Missing values, per column: imputed inside the model's Pipeline (so serving imputes the same
+    # way) by this strategy; a column not listed rejects missing values.
+    impute: dict[str, Imputation] = {}
     # The label values a model may predict. Unset: recorded from the data at the first training.
     classes: list[int | str] | None = Field(None, min_length=2)
     synthetic: SyntheticSection = SyntheticSection()
@@ -84,15 +100,33 @@ class SourceSection(Section):
     @model_validator(mode="after")
     def _fields_of_the_kind(self) -> SourceSection:
         """A field the source kind does not read is an error, never silently ignored."""
-        if self.kind in ("csv", "parquet"):
-            if not self.path:
-                raise ValueError(f"path is required when kind is {self.kind!r}")
+        sql_fields = ("url", "password_env", "table", "query")
+        if self.kind in ("csv", "parquet", "sql"):
+            if self.kind == "sql":
+                if not self.url:
+                    raise ValueError("url is required when kind is 'sql'")
+                if (self.table is None) == (self.query is None):
+                    raise ValueError("kind 'sql' needs exactly one of table and query")
+                wrong = [name for name in ("path",) if getattr(self, name) is not None]
+            else:
+                if not self.path:
+                    raise ValueError(f"path is required when kind is {self.kind!r}")
+                wrong = [name for name in sql_fields if getattr(self, name) is not None]
             if self.synthetic != SyntheticSection():
-                raise ValueError(f"synthetic applies to kind 'synthetic' only, not {self.kind!r}")
+                wrong.append("synthetic")
+            if self.dataset != "breast_cancer":
+                wrong.append("dataset")
+            if wrong:
+                raise ValueError(f"{', '.join(wrong)} do not apply to kind {self.kind!r}")
+            unknown = sorted({*self.categorical, *self.impute} - set(self.features)) if self.features else []
+            if unknown:
+                raise ValueError(f"categorical/impute name column(s) {unknown} that are not among the features")
             return self
-        given = [name for name in ("path", "features", "classes") if getattr(self, name) is not None]
+        given = [name for name in ("path", "features", "classes", *sql_fields) if getattr(self, name) is not None]
+        given += [name for name in ("categorical", "impute") if getattr(self, name)]
         given += ["target"] if self.target != "target" else []
         given += ["synthetic"] if self.kind == "bundled" and self.synthetic != SyntheticSection() else []
+        given += ["dataset"] if self.kind == "synthetic" and self.dataset != "breast_cancer" else []
         if given:
             raise ValueError(f"{', '.join(given)} do not apply to kind {self.kind!r}, which defines its own data")
         return self
@@ -104,6 +138,9 @@ class ValidationSection(Section):
     max_invalid_fraction: float = Field(0.0, ge=0.0, lt=1.0)
     # A label the production model was not trained on fails validation unless this is true.
     allow_new_classes: bool = False
+    # A category the production model never saw: fail validation naming the column and the value,
+    # or map it to the "other" bucket (counted in the metadata).
+    unseen_categories: Literal["fail", "other"] = "fail"
 
 
 class TrainingSection(Section):
@@ -181,11 +218,20 @@ class FreshnessCheck(Section):
         return self
 
 
+class MissingValuesCheck(Section):
+    # A feature fails when its share of missing values in new data exceeds its training share by more.
+    max_increase: float = Field(0.10, gt=0.0, le=1.0)
+    severity: Severity = "MEDIUM"
+
+
 class ChecksSection(Section):
     """Thresholds and alert severities of every check (the seed's by default)."""
 
     accuracy: AccuracyCheck = AccuracyCheck()  # the candidate's holdout accuracy: blocks promotion
     production_accuracy: AccuracyCheck = AccuracyCheck()  # the production model on new labelled data
+    # The production model's accuracy estimated from its calibrated probabilities, before labels arrive.
+    estimated_accuracy: AccuracyCheck = AccuracyCheck()
+    missing_values: MissingValuesCheck = MissingValuesCheck()
     data_drift: DataDriftCheck = DataDriftCheck()
     prediction_drift: PredictionDriftCheck = PredictionDriftCheck()
     run_time: RunTimeCheck = RunTimeCheck()

@@ -11,6 +11,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 import pandas as pd
@@ -28,14 +29,21 @@ class DataSourceError(RuntimeError):
         self.reason = reason
 
 
+FeatureKind = Literal["numeric", "categorical"]
+
+
 @dataclass(frozen=True)
 class FeatureSpec:
-    """One numeric feature: its column, whether nulls are allowed, and known value bounds."""
+    """One feature: its column, its kind, whether nulls are allowed (and how they are imputed),
+    known value bounds (numeric) and known categories (categorical, once recorded at training)."""
 
     name: str
     nullable: bool = False
     min_value: float | None = None
     max_value: float | None = None
+    kind: FeatureKind = "numeric"
+    impute: Literal["median", "most_frequent"] | None = None  # inside the model's Pipeline; implies nullable
+    categories: tuple[str, ...] | None = None
 
 
 @dataclass(frozen=True)
@@ -49,6 +57,10 @@ class DatasetSpec:
     @property
     def feature_names(self) -> list[str]:
         return [f.name for f in self.features]
+
+    @property
+    def categorical_names(self) -> list[str]:
+        return [f.name for f in self.features if f.kind == "categorical"]
 
 
 @dataclass(frozen=True)
