@@ -88,7 +88,7 @@ class SourceSection(Section):
     target: str = "target"
     # csv / parquet / sql: the feature columns; unset means every column but the target.
     features: list[str] | None = Field(None, min_length=1)
-    # Feature columns that are categorical (the rest are numeric).
+    # Feature columns that are categorical (the rest are numeric); unset for a bundled dataset: its own.
     categorical: list[str] = []
     # Missing values, per column: imputed inside the model's Pipeline (so serving imputes the same
     # way) by this strategy; a column not listed rejects missing values.
@@ -123,7 +123,8 @@ class SourceSection(Section):
                 raise ValueError(f"categorical/impute name column(s) {unknown} that are not among the features")
             return self
         given = [name for name in ("path", "features", "classes", *sql_fields) if getattr(self, name) is not None]
-        given += [name for name in ("categorical", "impute") if getattr(self, name)]
+        # A bundled dataset's columns are known, so it may declare their kinds and imputation.
+        given += [name for name in ("categorical", "impute") if getattr(self, name) and self.kind == "synthetic"]
         given += ["target"] if self.target != "target" else []
         given += ["synthetic"] if self.kind == "bundled" and self.synthetic != SyntheticSection() else []
         given += ["dataset"] if self.kind == "synthetic" and self.dataset != "breast_cancer" else []

@@ -34,8 +34,10 @@ attributes:
     min_rows: 50
     max_invalid_fraction: 0.0  # above 0: invalid rows up to this share are quarantined, not fatal
     allow_new_classes: false   # a label the production model never saw fails validation
+    unseen_categories: fail    # a category the production model never saw: fail | other (mapped to "__other__")
   training:
     estimator: logistic_regression   # logistic_regression | random_forest | gradient_boosting
+                                     # | hist_gradient_boosting (native categorical support)
     params: {{}}                       # the estimator's hyper-parameters, e.g. {{C: 0.5}}
     holdout_fraction: 0.2
     seed: 42

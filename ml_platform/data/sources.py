@@ -1,4 +1,4 @@
-"""Data sources: the bundled dataset, a synthetic generator, and CSV/Parquet files.
+"""Data sources: the bundled datasets, a synthetic generator, and CSV/Parquet files.
 
 Every source returns a frame plus the declared feature set (`DatasetSpec`) that the
 validation schema is derived from. No Dagster import: the resource layer wraps these.
@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Literal
@@ -30,6 +30,7 @@ class DataSourceError(RuntimeError):
 
 
 FeatureKind = Literal["numeric", "categorical"]
+IMPUTATIONS = ("median", "most_frequent")
 
 
 @dataclass(frozen=True)
@@ -89,6 +90,53 @@ def load_breast_cancer_source() -> SourceData:
     )
     spec = DatasetSpec(features=features, target="target", classes=(0, 1))
     return SourceData(frame=frame, spec=spec, description="sklearn breast_cancer (bundled)")
+
+
+def load_churn_source() -> SourceData:
+    """The synthetic churn table shipped with ml_platform (data/churn.py): mixed types, with gaps."""
+    from ml_platform.data.churn import CHURN_CATEGORICAL, CHURN_NUMERIC, CHURN_TARGET, generate_churn
+
+    features = tuple(FeatureSpec(name, min_value=0.0) for name in CHURN_NUMERIC) + tuple(
+        FeatureSpec(name, kind="categorical") for name in CHURN_CATEGORICAL
+    )
+    spec = DatasetSpec(features=features, target=CHURN_TARGET, classes=(0, 1))
+    return SourceData(frame=generate_churn(), spec=spec, description="ml_platform churn (bundled, synthetic)")
+
+
+BUNDLED_DATASETS = {"breast_cancer": load_breast_cancer_source, "churn": load_churn_source}
+
+
+def load_bundled_source(dataset: str) -> SourceData:
+    if dataset not in BUNDLED_DATASETS:
+        raise DataSourceError(f"bundled:{dataset}", f"no such bundled dataset (choose one of {sorted(BUNDLED_DATASETS)})")
+    return BUNDLED_DATASETS[dataset]()
+
+
+def with_declared_kinds(source: SourceData, categorical: Sequence[str], impute: Mapping[str, str]) -> SourceData:
+    """The declaration's categorical columns and imputation applied to the source's features
+    (categorical unset: the source's own kinds). A column named that is not a feature is an error."""
+    names = source.spec.feature_names
+    unknown = [c for c in [*categorical, *impute] if c not in names]
+    if unknown:
+        raise DataSourceError(
+            source.description, f"categorical/impute name column(s) {sorted(set(unknown))} that are not among the features {names}"
+        )
+    for column, strategy in impute.items():
+        if strategy not in IMPUTATIONS:
+            raise DataSourceError(source.description, f"impute.{column}: {strategy!r} is not one of {list(IMPUTATIONS)}")
+        kind = "categorical" if column in categorical or (not categorical and column in source.spec.categorical_names) else "numeric"
+        if kind == "categorical" and strategy == "median":
+            raise DataSourceError(source.description, f"impute.{column}: a categorical column has no median (use most_frequent)")
+    features = tuple(
+        replace(
+            feature,
+            kind=("categorical" if feature.name in categorical else "numeric") if categorical else feature.kind,
+            impute=impute.get(feature.name),  # type: ignore[arg-type]
+            nullable=feature.nullable or feature.name in impute,
+        )
+        for feature in source.spec.features
+    )
+    return replace(source, spec=replace(source.spec, features=features))
 
 
 def generate_synthetic(

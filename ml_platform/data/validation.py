@@ -6,22 +6,32 @@ quarantine the invalid rows when they are at most `max_invalid_fraction` of the 
 
 Labels must be among the declared classes or, when none are declared, among the classes the
 production model was trained on: a label no model has seen is a data error, not a new class.
+A row without a label is kept, as unlabelled (labels arrive late; training uses labelled rows only).
+
+Categorical features are text. Their known categories are the production model's (recorded at
+training, passed in as `FeatureSpec.categories`); an unseen one fails validation or, under the
+"other" policy, becomes OTHER_CATEGORY, counted in `ValidationResult.remapped`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
+from typing import Literal
 
 import numpy as np
 import pandas as pd
 import pandera.pandas as pa
 
-from ml_platform.data.sources import DatasetSpec
+from ml_platform.data.sources import DatasetSpec, FeatureSpec
 
 FAILURE_COLUMNS = ["column", "check", "failure_case", "row"]
 # The check name of a label outside the known classes starts with this (see _label_failures).
 CLASS_CHECK_PREFIX = "one of the "
+CATEGORY_CHECK_PREFIX = "one of the production model's categories "
+# The one value an unseen category becomes under `unseen_categories: other`.
+OTHER_CATEGORY = "__other__"
+UnseenCategoryPolicy = Literal["fail", "other"]
 
 
 class DataValidationError(ValueError):
@@ -37,6 +47,7 @@ class ValidationPolicy:
     min_rows: int = 50
     # 0.0 means any invalid row fails validation; above it, invalid rows are quarantined.
     max_invalid_fraction: float = 0.0
+    unseen_categories: UnseenCategoryPolicy = "fail"
 
 
 @dataclass(frozen=True)
@@ -45,24 +56,38 @@ class ValidationResult:
     quarantined: pd.DataFrame
     failures: pd.DataFrame
     dropped_columns: list[str]
+    # Per categorical column: how many values were mapped to OTHER_CATEGORY (unseen_categories: other).
+    remapped: dict[str, int] = field(default_factory=dict)
+    unlabelled_rows: int = 0  # valid rows whose label has not arrived
 
 
 def _finite(series: pd.Series) -> pd.Series:
     return ~np.isinf(series)
 
 
+def _category_check(categories: Sequence[str]) -> pa.Check:
+    known = list(categories)
+    return pa.Check(lambda s: s.isin(known), element_wise=False, name=f"{CATEGORY_CHECK_PREFIX}{known}")
+
+
 def build_schema(spec: DatasetSpec) -> pa.DataFrameSchema:
-    """Declared features are float, finite and within their known bounds; the target is present
-    (its classes are checked by _label_failures, which can name the classes' origin)."""
+    """Declared numeric features are float, finite and within their known bounds; categorical ones
+    are text among their known categories (when known). The target column is present; a missing
+    label is an unlabelled row (its classes are checked by _label_failures, which can name the
+    classes' origin)."""
     columns: dict[str, pa.Column] = {}
     for feature in spec.features:
+        if feature.kind == "categorical":
+            checks = [_category_check(feature.categories)] if feature.categories is not None else []
+            columns[feature.name] = pa.Column(object, checks=checks, nullable=feature.nullable)
+            continue
         checks = [pa.Check(_finite, name="finite")]
         if feature.min_value is not None:
             checks.append(pa.Check.ge(feature.min_value))
         if feature.max_value is not None:
             checks.append(pa.Check.le(feature.max_value))
         columns[feature.name] = pa.Column(float, checks=checks, nullable=feature.nullable, coerce=True)
-    columns[spec.target] = pa.Column(nullable=False)
+    columns[spec.target] = pa.Column(nullable=True)
     # "filter" drops undeclared columns (ids, free text) instead of failing on them.
     return pa.DataFrameSchema(columns, strict="filter", name="validated_data")
 
@@ -73,18 +98,33 @@ def _failure_table(errors: pa.errors.SchemaErrors) -> pd.DataFrame:
     return table
 
 
+def as_category_text(column: pd.Series) -> pd.Series:
+    """A categorical column as text, missing values kept missing (NaN). Whole floats lose their
+    ".0", so a code read as 1.0 from a file with gaps is the category "1", as in a file without."""
+    if pd.api.types.is_float_dtype(column):
+        present = column.dropna()
+        if (present == present.round()).all():
+            column = column.astype("Int64")
+    text = column.astype(object).map(str, na_action="ignore")
+    return text.where(column.notna(), np.nan).astype(object)
+
+
 def _coerce_features(frame: pd.DataFrame, spec: DatasetSpec) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Numeric features as float, and one failure per non-numeric cell.
+    """Numeric features as float, and one failure per non-numeric cell; categorical ones as text.
 
     Done before Pandera so that a text cell is reported once, as "numeric", instead of
     making every other check on its column error out.
     """
     failures = []
     converted: dict[str, pd.Series] = {}
-    for name in spec.feature_names:
+    for feature in spec.features:
+        name = feature.name
         if name not in frame.columns:
             continue  # Pandera reports missing columns
         column = frame[name]
+        if feature.kind == "categorical":
+            converted[name] = as_category_text(column)
+            continue
         if pd.api.types.is_float_dtype(column):
             continue  # already what the schema wants: no copy
         values = pd.to_numeric(column, errors="coerce")
@@ -109,6 +149,25 @@ def _label_failures(frame: pd.DataFrame, target: str, classes: Sequence[object],
     )
 
 
+def _map_unseen_to_other(frame: pd.DataFrame, spec: DatasetSpec) -> tuple[pd.DataFrame, DatasetSpec, dict[str, int]]:
+    """Unseen categories become OTHER_CATEGORY (which the known categories then include)."""
+    converted: dict[str, pd.Series] = {}
+    counts: dict[str, int] = {}
+    features: list[FeatureSpec] = []
+    for feature in spec.features:
+        if feature.kind == "categorical" and feature.categories is not None and feature.name in frame.columns:
+            column = frame[feature.name]
+            unseen = column.notna() & ~column.isin(list(feature.categories))
+            if unseen.any():
+                converted[feature.name] = column.mask(unseen, OTHER_CATEGORY)
+                counts[feature.name] = int(unseen.sum())
+            if OTHER_CATEGORY not in feature.categories:
+                feature = replace(feature, categories=(*feature.categories, OTHER_CATEGORY))
+        features.append(feature)
+    remapped = frame.assign(**converted) if converted else frame
+    return remapped, replace(spec, features=tuple(features)), counts
+
+
 def validate_frame(
     frame: pd.DataFrame,
     spec: DatasetSpec,
@@ -116,15 +175,19 @@ def validate_frame(
     production_classes: Sequence[object] | None = None,
 ) -> ValidationResult:
     """Validate `frame` against `spec`. Labels are checked against the declared classes, else
-    against `production_classes` (pass None to accept any label, e.g. allow_new_classes)."""
+    against `production_classes` (pass None to accept any label, e.g. allow_new_classes).
+    Categories are checked against each categorical feature's `categories` (None: any)."""
     if len(frame) < policy.min_rows:
         raise DataValidationError(
             f"validated_data: {len(frame)} rows, fewer than the minimum of {policy.min_rows} "
             "(validation.min_rows in the model's declaration)"
         )
+    coerced, non_numeric = _coerce_features(frame, spec)
+    remapped: dict[str, int] = {}
+    if policy.unseen_categories == "other":
+        coerced, spec, remapped = _map_unseen_to_other(coerced, spec)
     schema = build_schema(spec)
     dropped = [c for c in frame.columns if c not in schema.columns]
-    coerced, non_numeric = _coerce_features(frame, spec)
     if spec.classes:
         early = pd.concat([non_numeric, _label_failures(frame, spec.target, spec.classes, "declared")], ignore_index=True)
     elif production_classes:
@@ -154,17 +217,19 @@ def validate_frame(
             f"of {policy.min_rows}" + (f": {_summarize(failures)}" if len(failures) else ""),
             failures,
         )
-    classes = valid[spec.target].nunique()
-    if classes < 2:
+    labels = valid[spec.target].dropna()
+    if labels.nunique() == 1:  # no label at all is unlabelled data, which monitoring accepts
         raise DataValidationError(
             f"validated_data: target column {spec.target!r} has a single class "
-            f"({valid[spec.target].iloc[0]!r}); a classifier needs at least two"
+            f"({labels.iloc[0]!r}); a classifier needs at least two"
         )
     return ValidationResult(
         valid=valid.reset_index(drop=True),
         quarantined=quarantined,
         failures=failures,
         dropped_columns=dropped,
+        remapped=remapped,
+        unlabelled_rows=int(valid[spec.target].isna().sum()),
     )
 
 
@@ -206,6 +271,8 @@ def _summarize(failures: pd.DataFrame, limit: int = 5) -> str:
         elif str(check).startswith(CLASS_CHECK_PREFIX):
             # Name the unseen labels: "target: 2 is not one of the production model's classes [0, 1]".
             labels = list(dict.fromkeys(group["failure_case"]))
+            if str(check).startswith(CATEGORY_CHECK_PREFIX):
+                labels = [repr(v) for v in labels]
             shown = ", ".join(labels[:5]) + (", ..." if len(labels) > 5 else "")
             parts.append(f"{col}: {shown} {'is' if len(labels) == 1 else 'are'} not {check}" + (f" x{n}" if n > 1 else ""))
         else:

@@ -166,7 +166,12 @@ def render_model_card(record: dict[str, Any]) -> str:
     metrics = "\n".join(f"| {k} | {v:.4f} |" for k, v in record.get("metrics", {}).items())
     params = "\n".join(f"| {k} | `{v}` |" for k, v in record.get("params", {}).items())
     libraries = ", ".join(f"{k} {v}" for k, v in record.get("library_versions", {}).items())
+    types, categories, imputation = (record.get(k) or {} for k in ("feature_types", "categories", "imputation"))
     features = ", ".join(f"`{f}`" for f in record.get("features", []))
+    feature_rows = "\n".join(
+        f"| `{f}` | {types.get(f, 'numeric')} | {', '.join(categories.get(f, [])) or '-'} | {imputation.get(f, 'reject')} |"
+        for f in record.get("features", [])
+    )
     return f"""# Model {record['version']}
 
 Created {record['created_at']} by run `{record.get('run_id')}`; code `{record.get('code_version')}`.
@@ -184,6 +189,12 @@ Created {record['created_at']} by run `{record.get('run_id')}`; code `{record.ge
 - rows: {record.get('row_count')} ({record.get('train_rows')} train, {record.get('holdout_rows')} holdout)
 - target: `{record.get('target')}`, classes: {record.get('classes')}
 - features ({len(record.get('features', []))}): {features}
+
+## Features
+
+| feature | type | known categories | missing values |
+| --- | --- | --- | --- |
+{feature_rows}
 
 ## Parameters
 

@@ -1,4 +1,11 @@
-"""Training a candidate: a scikit-learn Pipeline, a stratified holdout split, holdout metrics."""
+"""Training a candidate: a scikit-learn Pipeline, a stratified holdout split, holdout metrics.
+
+A model with only numeric features and no imputation is today's Pipeline (scaler, model), so its
+params and training identity are unchanged. Any categorical feature or imputation adds a
+ColumnTransformer in front of the model: imputation (as declared), scaling (linear models), and
+one-hot encoding with infrequent categories grouped, or HistGradientBoosting's native
+categorical support. Preprocessing lives in the Pipeline, so serving imputes and encodes the same way.
+"""
 
 from __future__ import annotations
 
@@ -11,13 +18,22 @@ from typing import Any
 import numpy as np
 import pandas as pd
 from sklearn.base import ClassifierMixin
+from sklearn.compose import ColumnTransformer
+from sklearn.impute import SimpleImputer
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import accuracy_score, f1_score, precision_score, recall_score, roc_auc_score
 from sklearn.model_selection import train_test_split
 from sklearn.pipeline import Pipeline
-from sklearn.preprocessing import StandardScaler
+from sklearn.preprocessing import FunctionTransformer, OneHotEncoder, OrdinalEncoder, StandardScaler
 
 from ml_platform.data.sources import DatasetSpec
+from ml_platform.data.validation import as_category_text
+
+# Categories seen in fewer than this share of the training rows share one "infrequent" one-hot column
+# (an unseen category at serving time joins it too), so rare values do not each get a weight.
+MIN_CATEGORY_FREQUENCY = 0.01
+# Estimators that need scaled inputs (the tree ensembles do not).
+SCALED_ESTIMATORS = {"logistic_regression"}
 
 def _ensemble(name: str) -> type[ClassifierMixin]:
     import sklearn.ensemble  # ~0.1 s of import time, paid only when an ensemble is chosen
@@ -29,6 +45,7 @@ ESTIMATORS: dict[str, Callable[[], type[ClassifierMixin]]] = {
     "logistic_regression": lambda: LogisticRegression,
     "random_forest": lambda: _ensemble("RandomForestClassifier"),
     "gradient_boosting": lambda: _ensemble("GradientBoostingClassifier"),
+    "hist_gradient_boosting": lambda: _ensemble("HistGradientBoostingClassifier"),
 }
 DEFAULT_PARAMS: dict[str, dict[str, Any]] = {"logistic_regression": {"max_iter": 1000}}
 
@@ -48,6 +65,25 @@ class TrainedCandidate:
     params: dict[str, Any]
     train: pd.DataFrame
     holdout: pd.DataFrame
+    # Recorded with the version: {name: numeric|categorical}, {name: [known values]}, {name: strategy}.
+    feature_types: dict[str, str]
+    categories: dict[str, list[str]]
+    imputation: dict[str, str]
+
+
+def labelled_rows(frame: pd.DataFrame, spec: DatasetSpec) -> pd.DataFrame:
+    """The rows whose label has arrived: what a model is trained and evaluated on. Labels read as
+    floats because of the gaps (1.0) are integers again (1)."""
+    labelled = frame[frame[spec.target].notna()]
+    target = labelled[spec.target]
+    if pd.api.types.is_float_dtype(target) and (target == target.round()).all():
+        labelled = labelled.assign(**{spec.target: target.astype(np.int64)})
+    return labelled
+
+
+def _category_frame(x: pd.DataFrame) -> pd.DataFrame:
+    # Module-level (not a lambda) so that the fitted Pipeline pickles.
+    return x.apply(as_category_text)
 
 
 def known_classes(frame: pd.DataFrame, spec: DatasetSpec) -> tuple[Any, ...]:
@@ -62,7 +98,7 @@ def training_identity(
 ) -> str:
     """What makes two trainings the same: data, features, target and classes, estimator and
     params, split, code and library versions. Equal identities would fit equal models."""
-    payload = {
+    payload: dict[str, Any] = {
         "data": data_fingerprint,
         "features": spec.feature_names,
         "target": spec.target,
@@ -74,20 +110,69 @@ def training_identity(
         "code": code,
         "libraries": libraries,
     }
+    # Only when used, so that the identities of numeric, non-imputed models stay what they were.
+    if spec.categorical_names:
+        payload["categorical"] = spec.categorical_names
+    imputation = {f.name: f.impute for f in spec.features if f.impute}
+    if imputation:
+        payload["imputation"] = imputation
     return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
-def build_pipeline(estimator: str, params: dict[str, Any] | None, seed: int) -> Pipeline:
+def _column_transformer(spec: DatasetSpec, estimator: str) -> ColumnTransformer:
+    """Numeric columns first, then categorical ones (hist_gradient_boosting's categorical_features
+    are the last columns)."""
+    native = estimator == "hist_gradient_boosting"
+    transformers = []
+    for feature in spec.features:
+        if feature.kind == "categorical":
+            continue
+        steps: list[tuple[str, Any]] = []
+        if feature.impute:
+            steps.append(("impute", SimpleImputer(strategy=feature.impute)))
+        if estimator in SCALED_ESTIMATORS:
+            steps.append(("scale", StandardScaler()))
+        transformers.append((feature.name, Pipeline(steps) if steps else "passthrough", [feature.name]))
+    for feature in spec.features:
+        if feature.kind != "categorical":
+            continue
+        steps = [("text", FunctionTransformer(_category_frame, feature_names_out="one-to-one"))]
+        if feature.impute:
+            steps.append(("impute", SimpleImputer(strategy="most_frequent", missing_values=np.nan)))
+        if native:
+            # Unseen at serving: treated as missing, which the trees route natively.
+            steps.append(("encode", OrdinalEncoder(handle_unknown="use_encoded_value", unknown_value=np.nan,
+                                                   encoded_missing_value=np.nan)))
+        else:
+            steps.append(("encode", OneHotEncoder(handle_unknown="infrequent_if_exist",
+                                                  min_frequency=MIN_CATEGORY_FREQUENCY, sparse_output=False)))
+        transformers.append((feature.name, Pipeline(steps), [feature.name]))
+    return ColumnTransformer(transformers, verbose_feature_names_out=False)
+
+
+def _needs_preprocessing(spec: DatasetSpec | None) -> bool:
+    return spec is not None and any(f.kind == "categorical" or f.impute for f in spec.features)
+
+
+def build_pipeline(estimator: str, params: dict[str, Any] | None, seed: int, spec: DatasetSpec | None = None) -> Pipeline:
+    """The estimator behind today's scaler, or behind a ColumnTransformer when `spec` has
+    categorical or imputed features."""
     if estimator not in ESTIMATORS:
         raise ValueError(f"unknown estimator {estimator!r}; choose one of {sorted(ESTIMATORS)}")
     cls = ESTIMATORS[estimator]()
     merged = {**DEFAULT_PARAMS.get(estimator, {}), **(params or {})}
     if "random_state" in cls().get_params():
         merged.setdefault("random_state", seed)
+    preprocess = _needs_preprocessing(spec)
+    if preprocess and estimator == "hist_gradient_boosting" and spec is not None:
+        numeric = len(spec.features) - len(spec.categorical_names)
+        merged.setdefault("categorical_features", list(range(numeric, len(spec.features))) or None)
     try:
         model = cls(**merged)
     except TypeError as exc:
         raise ValueError(f"bad hyper-parameters for {estimator}: {exc}") from exc
+    if preprocess and spec is not None:
+        return Pipeline([("features", _column_transformer(spec, estimator)), ("model", model)])
     return Pipeline([("scaler", StandardScaler()), ("model", model)])
 
 
@@ -131,8 +216,10 @@ def evaluate(pipeline: Pipeline, holdout: pd.DataFrame, spec: DatasetSpec) -> di
 
 
 def train_candidate(frame: pd.DataFrame, spec: DatasetSpec, settings: TrainingSettings) -> TrainedCandidate:
-    train, holdout = split_holdout(frame, spec.target, settings.holdout_fraction, settings.seed)
-    pipeline = build_pipeline(settings.estimator, settings.params, settings.seed)
+    """Trained and evaluated on the labelled rows of `frame`."""
+    labelled = labelled_rows(frame, spec)
+    train, holdout = split_holdout(labelled, spec.target, settings.holdout_fraction, settings.seed)
+    pipeline = build_pipeline(settings.estimator, settings.params, settings.seed, spec)
     pipeline.fit(train[spec.feature_names], train[spec.target])
     params = {k: _jsonable(v) for k, v in pipeline.named_steps["model"].get_params().items()}
     return TrainedCandidate(
@@ -141,6 +228,11 @@ def train_candidate(frame: pd.DataFrame, spec: DatasetSpec, settings: TrainingSe
         params={"estimator": settings.estimator, **params},
         train=train,
         holdout=holdout,
+        feature_types={f.name: f.kind for f in spec.features},
+        categories={
+            name: sorted(as_category_text(train[name]).dropna().unique().tolist()) for name in spec.categorical_names
+        },
+        imputation={f.name: f.impute for f in spec.features if f.impute},
     )
 
 

@@ -61,7 +61,9 @@ class ModelReference:
 
 def build_reference(train: pd.DataFrame, spec: DatasetSpec, model: Any) -> ModelReference:
     x = train[spec.feature_names]
-    return ModelReference(summarize_reference(x), class_shares(model.predict(x)))
+    # Numeric features only until categorical drift (category counts) lands on the monitor branch.
+    numeric = [f.name for f in spec.features if f.kind == "numeric"]
+    return ModelReference(summarize_reference(x, numeric), class_shares(model.predict(x)))
 
 
 @dataclass(frozen=True)

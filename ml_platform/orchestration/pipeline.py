@@ -12,7 +12,7 @@ from typing import Any
 import dagster as dg
 import pandas as pd
 
-from ml_platform.data.sources import DataSourceError, DatasetSpec, SourceData, fingerprint_frame
+from ml_platform.data.sources import DataSourceError, DatasetSpec, SourceData, fingerprint_frame, with_declared_kinds
 from ml_platform.data.validation import DataValidationError, ValidationPolicy, validate_frame
 from ml_platform.declaration import DeclaredModel, ModelDeclaration
 from ml_platform.model.gate import GatePolicy, decide_promotion
@@ -22,6 +22,7 @@ from ml_platform.model.training import (
     TrainingSettings,
     evaluate,
     known_classes,
+    labelled_rows,
     split_holdout,
     train_candidate,
     training_identity,
@@ -82,17 +83,28 @@ def registry_link(registry: ModelRegistry, version: str) -> dg.MetadataValue:
     return dg.MetadataValue.path(location) if "://" not in location else dg.MetadataValue.url(location)
 
 
-def production_classes(registry: ModelRegistry, log: Any) -> list[Any] | None:
-    """The classes the production model was trained on (None before the first model, or when
-    the production version cannot be read: retraining is then the way out, so it goes on)."""
+def production_metadata(registry: ModelRegistry, log: Any) -> dict[str, Any]:
+    """The production version's metadata: the classes and categories it was trained on (empty
+    before the first model, or when the production version cannot be read: retraining is then
+    the way out, so it goes on, unchecked)."""
     version = registry.alias("production")
     if version is None:
-        return None
+        return {}
     try:
-        return registry.get(version).metadata.get("classes")
+        return registry.get(version).metadata
     except RegistryError as exc:
-        log.warning(f"labels not checked against the production model's classes: {exc}")
-        return None
+        log.warning(f"labels and categories not checked against the production model's: {exc}")
+        return {}
+
+
+def with_production_categories(spec: DatasetSpec, categories: Mapping[str, list[str]]) -> DatasetSpec:
+    """Each categorical feature's known categories: the production model's (a column it did not
+    treat as categorical keeps None: any category)."""
+    features = tuple(
+        replace(f, categories=tuple(categories[f.name])) if f.kind == "categorical" and f.name in categories else f
+        for f in spec.features
+    )
+    return replace(spec, features=features)
 
 
 @dataclass(frozen=True)
@@ -137,6 +149,8 @@ def build_pipeline_assets(
         data_source: DataSourceResource = getattr(context.resources, source_key)
         try:
             source = data_source.load()
+            if data_source.categorical or data_source.impute:
+                source = with_declared_kinds(source, data_source.categorical, data_source.impute)
         except (DataSourceError, ValueError) as exc:
             raise dg.Failure(description=str(exc), allow_retries=False) from exc
         frame = source.frame
@@ -177,10 +191,16 @@ def build_pipeline_assets(
         """raw_data restricted to the declared features, with every Pandera check passed and every
         label among the known classes."""
         check_run_config(context.run.run_config, run_config_classes)
-        policy = ValidationPolicy(min_rows=config.min_rows, max_invalid_fraction=config.max_invalid_fraction)
-        known = None if config.allow_new_classes else production_classes(model_registry.registry(model.name), context.log)
+        policy = ValidationPolicy(
+            min_rows=config.min_rows,
+            max_invalid_fraction=config.max_invalid_fraction,
+            unseen_categories=config.unseen_categories,
+        )
+        production = production_metadata(model_registry.registry(model.name), context.log)
+        known = None if config.allow_new_classes else production.get("classes")
+        spec = with_production_categories(raw_data.spec, production.get("categories") or {})
         try:
-            result = validate_frame(raw_data.frame, raw_data.spec, policy, production_classes=known)
+            result = validate_frame(raw_data.frame, spec, policy, production_classes=known)
         except DataValidationError as exc:
             raise dg.Failure(
                 description=str(exc),
@@ -207,7 +227,13 @@ def build_pipeline_assets(
                 "dagster/row_count": len(result.valid),
                 "fingerprint": fingerprint,
                 "quarantined_rows": len(result.quarantined),
+                # Kept for monitoring (labels arrive late); training uses the labelled rows only.
+                "unlabelled_rows": result.unlabelled_rows,
                 "dropped_columns": ", ".join(result.dropped_columns) or "none",
+                **(
+                    {"remapped_categories": dg.MetadataValue.json(result.remapped)}
+                    if policy.unseen_categories == "other" else {}
+                ),
                 "failures": frame_table(result.failures, limit=200),
                 **quarantine_metadata,
             },
@@ -261,9 +287,16 @@ def build_pipeline_assets(
         settings = TrainingSettings(
             estimator=config.estimator, params=config.params, holdout_fraction=config.holdout_fraction, seed=config.seed
         )
-        frame = validated_data.frame
+        frame = labelled_rows(validated_data.frame, validated_data.spec)
+        min_rows = declaration.validation.min_rows
+        if len(frame) < min_rows:
+            raise dg.Failure(
+                description=f"trained_model: {len(frame)} labelled rows of {len(validated_data.frame)}, fewer than "
+                f"the minimum of {min_rows} (validation.min_rows in the model's declaration)",
+                allow_retries=False,
+            )
         spec = replace(validated_data.spec, classes=known_classes(frame, validated_data.spec))
-        fingerprint = validated_data.fingerprint or fingerprint_frame(frame)
+        fingerprint = validated_data.fingerprint or fingerprint_frame(validated_data.frame)
         identity = training_identity(fingerprint, spec, settings, code_digest(), library_versions())
         registry = model_registry.registry(model.name)
 
@@ -290,10 +323,13 @@ def build_pipeline_assets(
                     "params": candidate.params,
                     "metrics": candidate.metrics,
                     "data_fingerprint": fingerprint,
-                    "row_count": len(frame),
+                    "row_count": len(frame),  # labelled rows
                     "train_rows": len(candidate.train),
                     "holdout_rows": len(candidate.holdout),
                     "features": spec.feature_names,
+                    "feature_types": candidate.feature_types,
+                    "categories": candidate.categories,
+                    "imputation": candidate.imputation,
                     "target": spec.target,
                     "classes": list(spec.classes or ()),
                     "code_version": code_version(),

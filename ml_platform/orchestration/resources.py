@@ -15,11 +15,11 @@ from ml_platform.data.sources import (
     DataSourceError,
     SourceData,
     generate_synthetic,
-    load_breast_cancer_source,
+    load_bundled_source,
     read_table_file,
     with_declared_classes,
 )
-from ml_platform.declaration import DeclaredModel, SourceKind, SyntheticSection
+from ml_platform.declaration import BundledDataset, DeclaredModel, SourceKind, SyntheticSection
 from ml_platform.model.registry import ModelRegistry
 from ml_platform.orchestration.config import config_class
 from ml_platform.paths import model_registry_url
@@ -32,10 +32,14 @@ class DataSourceResource(dg.ConfigurableResource):
     """Where a model's `raw_data` comes from: its declaration's `source` section, field for field."""
 
     kind: SourceKind = "bundled"
+    dataset: BundledDataset = "breast_cancer"  # bundled
     path: str | None = None  # csv / parquet; the declaration's relative path is resolved against the project
     target: str = "target"
     features: list[str] | None = None
     classes: list[str] | None = None
+    # Applied to whatever load() returns (pipeline.raw_data, with_declared_kinds).
+    categorical: list[str] = []
+    impute: dict[str, str] = {}  # Dagster config has no dict of Literal: checked by with_declared_kinds
     synthetic: SyntheticSourceConfig = SyntheticSourceConfig()
 
     @classmethod
@@ -44,11 +48,14 @@ class DataSourceResource(dg.ConfigurableResource):
         source = model.declaration.source
         declared: dict[str, Any] = {
             "kind": source.kind,
+            "dataset": source.dataset,
             "path": model.source_path(),
             "target": source.target,
             "features": source.features,
             # Dagster config has no int-or-text lists: text here, typed again by with_declared_classes.
             "classes": [str(c) for c in source.classes] if source.classes is not None else None,
+            "categorical": source.categorical,
+            "impute": source.impute,
         }
         fields: dict[str, Any] = {name: (cls.model_fields[name].annotation, value) for name, value in declared.items()}
         synthetic = config_class("SyntheticSourceConfig", source.synthetic)
@@ -60,7 +67,7 @@ class DataSourceResource(dg.ConfigurableResource):
 
     def load(self) -> SourceData:
         if self.kind == "bundled":
-            return load_breast_cancer_source()
+            return load_bundled_source(self.dataset)
         if self.kind == "synthetic":
             return generate_synthetic(**self.synthetic.model_dump())
         if not self.path:
