@@ -168,7 +168,9 @@ class CliCase:
     in_subprocess: bool = False  # through the installed console script: proves no traceback reaches stderr
 
 
-REGISTRY = ("--registry", "{tmp}/registry")
+# The project declares two models: a command on one model's registry names it.
+MODEL = ("--model", "breast_cancer")
+REGISTRY = ("--registry", "{tmp}/registry", *MODEL)
 OUTBOX = ("alerts", "--outbox")
 
 CLI_CASES = [
@@ -189,19 +191,19 @@ CLI_CASES = [
             "nothing to roll back to"),
     CliCase("rollback-with-nothing-promoted", rebuild_registry(()), (*REGISTRY, "models", "rollback"),
             "nothing to roll back to"),
-    CliCase("unknown-model", nothing, (*REGISTRY, "--model", "nope", "models", "list"),
+    CliCase("unknown-model", nothing, ("--registry", "{tmp}/registry", "--model", "nope", "models", "list"),
             "no model 'nope' is declared"),
-    CliCase("bad-model-name", nothing, (*REGISTRY, "--model", "Bad-Name", "models", "history"),
+    CliCase("bad-model-name", nothing, ("--registry", "{tmp}/registry", "--model", "Bad-Name", "models", "history"),
             "model name 'Bad-Name'"),
-    CliCase("registry-root-missing", nothing, ("--registry", "{tmp}/typo", "models", "list", "--json"),
+    CliCase("registry-root-missing", nothing, ("--registry", "{tmp}/typo", *MODEL, "models", "list", "--json"),
             "registry root {tmp}/typo does not exist"),
-    CliCase("rollback-on-mistyped-registry", nothing, ("--registry", "{tmp}/typo", "models", "rollback"),
+    CliCase("rollback-on-mistyped-registry", nothing, ("--registry", "{tmp}/typo", *MODEL, "models", "rollback"),
             "registry root {tmp}/typo does not exist"),
-    CliCase("promote-on-mistyped-registry", nothing, ("--registry", "{tmp}/typo", "models", "promote", "v1"),
+    CliCase("promote-on-mistyped-registry", nothing, ("--registry", "{tmp}/typo", *MODEL, "models", "promote", "v1"),
             "registry root {tmp}/typo does not exist"),
     CliCase("status-on-mistyped-registry", nothing, ("--registry", "{tmp}/typo", "status"),
             "registry root {tmp}/typo does not exist"),
-    CliCase("registry-root-is-a-file", nothing, ("--registry", "{tmp}/data.txt", "models", "list"),
+    CliCase("registry-root-is-a-file", nothing, ("--registry", "{tmp}/data.txt", *MODEL, "models", "list"),
             "registry root {tmp}/data.txt is a file, not a folder"),
     CliCase("model-registry-is-a-file", registry_replaced_by_file, (*REGISTRY, "models", "history"),
             "part of this path is a file, not a folder"),
@@ -209,8 +211,8 @@ CLI_CASES = [
             (*REGISTRY, "models", "rollback"), "no registry at {tmp}/registry/breast_cancer"),
     CliCase("recover-a-model-never-trained", lambda tmp: shutil.rmtree(tmp / "registry" / "breast_cancer"),
             (*REGISTRY, "models", "recover"), "no registry at {tmp}/registry/breast_cancer"),
-    CliCase("s3-without-s3fs", nothing, ("--registry", "s3://bucket/models", "models", "list"), "Install s3fs"),
-    CliCase("gcs-without-gcsfs", nothing, ("--registry", "gcs://bucket/models", "models", "history"), "install gcsfs"),
+    CliCase("s3-without-s3fs", nothing, ("--registry", "s3://bucket/models", *MODEL, "models", "list"), "Install s3fs"),
+    CliCase("gcs-without-gcsfs", nothing, ("--registry", "gcs://bucket/models", *MODEL, "models", "history"), "install gcsfs"),
     # Damaged registry files.
     CliCase("state-empty", write(STATE, ""), (*REGISTRY, "models", "history"),
             "state.json is empty; refusing to treat it as a new registry"),
@@ -266,9 +268,9 @@ CLI_CASES = [
             "state.json has the wrong shape", in_subprocess=True),
     CliCase("console-outbox-is-a-folder", make_dir("outbox.db"), (*OUTBOX, "{tmp}/outbox.db", "list"),
             "is a folder, not an alert outbox", in_subprocess=True),
-    CliCase("console-s3-without-s3fs", nothing, ("--registry", "s3://bucket/models", "models", "list"),
+    CliCase("console-s3-without-s3fs", nothing, ("--registry", "s3://bucket/models", *MODEL, "models", "list"),
             "Install s3fs", in_subprocess=True),
-    CliCase("console-registry-root-is-a-file", nothing, ("--registry", "{tmp}/data.txt", "models", "rollback"),
+    CliCase("console-registry-root-is-a-file", nothing, ("--registry", "{tmp}/data.txt", *MODEL, "models", "rollback"),
             "is a file, not a folder", in_subprocess=True),
 ]
 

@@ -49,9 +49,11 @@ def test_the_model_defaults_to_the_only_one_and_several_must_be_named(tmp_path: 
         resolve_model_name(None, tmp_path / "empty")
 
 
-def test_the_shipped_project_declares_the_breast_cancer_model() -> None:
-    [model] = read_declarations()
+def test_the_shipped_project_declares_the_breast_cancer_and_churn_models() -> None:
+    model, churn = read_declarations()
     assert model.name == "breast_cancer" and model.declaration.source.kind == "bundled"
+    assert churn.name == "churn" and churn.declaration.source.dataset == "churn"
+    assert churn.declaration.source.categorical and churn.declaration.source.impute
     assert model.declaration.source.classes is None  # the bundled source declares its own (0, 1)
     assert model.declaration.checks.accuracy.min_accuracy == 0.70 and model.declaration.schedules.retrain.cron == "0 2 * * *"
 

@@ -12,11 +12,13 @@ from ml_platform.cli import main
 from ml_platform.model.registry import ModelRegistry
 
 ML_PLATFORM = str(Path(sys.executable).with_name("ml-platform"))
+# The project declares two models (breast_cancer, churn): commands on one name it.
+BREAST_CANCER = ("--model", "breast_cancer")
 
 
 @pytest.fixture
 def root(tmp_path: Path) -> str:
-    """The root of the registries, holding the shipped model's (breast_cancer, the only one declared)."""
+    """The root of the registries, holding the shipped breast_cancer model's."""
     registry = ModelRegistry(tmp_path / "registry" / "breast_cancer")
     for i, accuracy in enumerate([0.91, 0.93, 0.92]):
         model = DummyClassifier(strategy="constant", constant=i % 2).fit([[0], [1]], [0, 1])
@@ -27,7 +29,7 @@ def root(tmp_path: Path) -> str:
 
 
 def run(root: str, *args: str, capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
-    code = main(["--registry", root, *args])
+    code = main(["--registry", root, *(BREAST_CANCER if args[0] == "models" else ()), *args])
     out, err = capsys.readouterr()
     return code, out, err
 
@@ -87,10 +89,10 @@ def test_failures_exit_non_zero_with_one_line(root: str, capsys: pytest.CaptureF
 
 def test_installed_console_script_reads_the_default_registry_location(root: str, tmp_path: Path) -> None:
     env = {"PATH": "/usr/bin:/bin", "ML_PLATFORM_REGISTRY": root}
-    ok = subprocess.run([ML_PLATFORM, "models", "list", "--json"], capture_output=True, text=True, env=env)
+    ok = subprocess.run([ML_PLATFORM, *BREAST_CANCER, "models", "list", "--json"], capture_output=True, text=True, env=env)
     assert ok.returncode == 0 and len(json.loads(ok.stdout)) == 3
     (Path(root) / "breast_cancer" / "versions" / "v1" / "model.pkl").write_bytes(b"tampered")
-    refused = subprocess.run([ML_PLATFORM, "models", "rollback"], capture_output=True, text=True, env=env)
+    refused = subprocess.run([ML_PLATFORM, *BREAST_CANCER, "models", "rollback"], capture_output=True, text=True, env=env)
     assert refused.returncode == 1
     assert refused.stderr.strip() == (
         "ml-platform: model version v1: artifact integrity check failed "
@@ -205,7 +207,7 @@ def test_the_cli_finds_the_projects_instance_from_a_plain_shell(tmp_path: Path) 
     (project / "notebooks").mkdir()
     env = {"PATH": "/usr/bin:/bin"}
     for cwd in (project, project / "notebooks"):
-        listed = subprocess.run([ML_PLATFORM, "models", "list", "--json"], capture_output=True, text=True, env=env, cwd=cwd)
+        listed = subprocess.run([ML_PLATFORM, *BREAST_CANCER, "models", "list", "--json"], capture_output=True, text=True, env=env, cwd=cwd)
         assert listed.returncode == 0, listed.stderr
         assert [r["aliases"] for r in json.loads(listed.stdout)] == ["production"]
     status = subprocess.run([ML_PLATFORM, "status"], capture_output=True, text=True, env=env, cwd=project)
@@ -257,7 +259,7 @@ def test_reading_an_empty_registry_or_outbox_or_a_fresh_instance_prints_an_empty
         ["alerts", "--outbox", str(tmp_path / "empty.db"), "list", "--json"],
         ["alerts", "--outbox", str(tmp_path / "empty.db"), "outbox", "--json"],
     ):
-        assert main(args) == 0, args
+        assert main([*BREAST_CANCER, *args] if "models" in args else args) == 0, args  # models: of one model
         assert json.loads(capsys.readouterr().out) == [], args
     assert sorted(tmp_path.rglob("*")) == before  # read commands never write
 
