@@ -5,20 +5,33 @@ No Dagster import."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import yaml
 
 from ml_platform.declaration import COMPONENT_TYPE, DEFS_FILE, DeclarationError, check_model_name
 
+if TYPE_CHECKING:
+    import pandas as pd
+
 # At most this many distinct labels: ml_platform trains classifiers.
 MAX_CLASSES = 50
+# new-model's inference of categorical columns. A text, boolean or category column with at most
+# MAX_CATEGORIES distinct values is categorical; with more it is free text or an identifier, left
+# out. Integer columns stay numeric (a count would lose its order if one-hot encoded), but one with
+# at most FEW_INTEGER_VALUES distinct values is flagged for review: it may be a code.
+MAX_CATEGORIES = 50
+FEW_INTEGER_VALUES = 10
 
 DEFAULT_SOURCE = """\
   source:
     kind: bundled              # bundled | synthetic | csv | parquet
+    # dataset: breast_cancer   # bundled: breast_cancer | churn (both shipped, no download)
     # path: data/my_data.csv   # csv / parquet: relative to the project root, or absolute
     target: target             # the label column
-    # features: [a, b, c]      # csv / parquet: numeric feature columns (default: every column but the target)
+    # features: [a, b, c]      # csv / parquet: feature columns (default: every column but the target)
+    # categorical: [b]         # features that are categories (one-hot encoded); the rest are numeric
+    # impute: {a: median}      # median | most_frequent, inside the model; a column not listed rejects gaps
     # classes: [0, 1]          # default: the labels seen at the first training
 """
 
@@ -84,11 +97,26 @@ def _yaml_scalar(value: object) -> str:
     return _yaml_list([value])[1:-1]
 
 
+def _feature_kind(column: "pd.Series") -> tuple[str, str]:
+    """("numeric" | "categorical" | "left out", why) for one column of the data file."""
+    import pandas as pd
+
+    distinct = column.nunique(dropna=True)
+    if pd.api.types.is_bool_dtype(column) or not pd.api.types.is_numeric_dtype(column):
+        if distinct <= MAX_CATEGORIES:
+            return "categorical", f"{column.dtype}, {distinct} distinct values"
+        return "left out", f"free text or an identifier: {distinct} distinct values (> {MAX_CATEGORIES})"
+    if pd.api.types.is_integer_dtype(column) and distinct <= FEW_INTEGER_VALUES:
+        return "numeric", f"{column.dtype}, {distinct} distinct values: categorical if it is a code"
+    return "numeric", str(column.dtype)
+
+
 def inferred_source(path: Path, kind: str, target: str, project_root: Path) -> tuple[str, str]:
     """The `source:` block for a data file, and a one-line summary for the user.
 
-    Numeric columns become the features; other columns are left out (listed in a comment);
-    the target's distinct values become the classes, for the user to review."""
+    Numeric columns, and text/boolean columns with few distinct values (categorical), become the
+    features; free-text columns are left out (listed with why); columns with gaps get a commented
+    `impute:` suggestion; the target's distinct values become the classes, all for the user to review."""
     import pandas as pd  # only new-model reads data: every other command starts without pandas
 
     source = f"{kind}:{path}"
@@ -113,8 +141,13 @@ def inferred_source(path: Path, kind: str, target: str, project_root: Path) -> t
             f"(at most {MAX_CLASSES} classes)"
         )
     columns = [c for c in frame.columns if c != target]
-    numeric = [c for c in columns if pd.api.types.is_numeric_dtype(frame[c])]
-    left_out = [c for c in columns if c not in numeric]
+    kinds = {c: _feature_kind(frame[c]) for c in columns}
+    features = [c for c in columns if kinds[c][0] != "left out"]
+    categorical = [c for c in features if kinds[c][0] == "categorical"]
+    left_out = [c for c in columns if c not in features]
+    if not features:
+        raise DeclarationError(f"{source}: no usable feature besides the target; columns are {columns}")
+    gaps = {c: frame[c].isna().mean() for c in features if frame[c].isna().any()}
     resolved = path.resolve()
     shown = resolved.relative_to(project_root.resolve()) if resolved.is_relative_to(project_root.resolve()) else resolved
     lines = [
@@ -123,16 +156,23 @@ def inferred_source(path: Path, kind: str, target: str, project_root: Path) -> t
         f"    path: {_yaml_scalar(shown.as_posix())}",
         f"    target: {_yaml_scalar(target)}",
         f"    classes: {_yaml_list(classes)}   # found in the file ({labels.size} labelled rows)",
-        "    features:                # inferred: the numeric columns (review)",
-        *(f"      - {_yaml_scalar(c)}   # {frame[c].dtype}" for c in numeric),
+        "    features:                # inferred from the column types (review)",
+        *(f"      - {_yaml_scalar(c)}   # {kinds[c][1]}" for c in features),
     ]
-    if left_out:
-        lines.append("    # left out, not numeric: " + ", ".join(f"{c} ({frame[c].dtype})" for c in left_out))
-    if not numeric:
-        raise DeclarationError(f"{source}: no numeric column besides the target; columns are {columns}")
+    if categorical:
+        lines.append(f"    categorical: {_yaml_list(categorical)}   # inferred: text with few distinct values (review)")
+    if gaps:
+        lines.append("    # impute:                 # these columns have gaps, so their rows are rejected; to fill them instead:")
+        lines += [
+            f"    #   {_yaml_scalar(c)}: {'most_frequent' if c in categorical else 'median'}   # {share:.1%} missing"
+            for c, share in gaps.items()
+        ]
+    lines += [f"    # left out: {c} ({kinds[c][1]})" for c in left_out]
     summary = (
-        f"{len(frame)} rows; target {target!r} with classes {classes}; {len(numeric)} numeric feature(s)"
-        + (f"; left out (not numeric): {', '.join(left_out)}" if left_out else "")
+        f"{len(frame)} rows; target {target!r} with classes {classes}; {len(features) - len(categorical)} numeric and "
+        f"{len(categorical)} categorical feature(s)"
+        + (f"; {len(gaps)} with missing values (see impute)" if gaps else "")
+        + (f"; left out: {', '.join(left_out)}" if left_out else "")
     )
     return "\n".join(lines) + "\n", summary
 

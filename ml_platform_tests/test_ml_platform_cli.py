@@ -222,22 +222,29 @@ def test_new_model_writes_a_reviewed_declaration_from_a_csv(tmp_path: Path, caps
     defs = tmp_path / "project" / "pkg" / "defs"
     data = tmp_path / "project" / "data"
     data.mkdir(parents=True)
-    pd.DataFrame({"tenure": [1, 5, 9, 2] * 20, "charges": [9.5, 20.0, 31.2, 4.1] * 20, "plan": ["a", "b", "a", "c"] * 20,
+    pd.DataFrame({"tenure": [1, 5, 9, 2] * 20, "charges": [9.5, None, 31.2, 4.1] * 20, "plan": ["a", "b", "a", "c"] * 20,
+                  "paperless": [True, False] * 40, "note": [f"called on day {i}" for i in range(80)],
                   "churned": ["yes", "no", "no", "yes"] * 20}).to_csv(data / "churn.csv", index=False)
     assert main(["--defs", str(defs), "new-model", "churn", "--csv", str(data / "churn.csv"), "--target", "churned"]) == 0
     out = capsys.readouterr().out
-    assert f"wrote {defs / 'churn' / 'defs.yaml'}" in out and "left out (not numeric): plan" in out
+    assert f"wrote {defs / 'churn' / 'defs.yaml'}" in out
+    assert "2 numeric and 2 categorical feature(s); 1 with missing values (see impute); left out: note" in out
     text = (defs / "churn" / "defs.yaml").read_text()
-    assert "path: data/churn.csv" in text and "- tenure   # int64" in text and "# left out, not numeric: plan (" in text
+    assert "path: data/churn.csv" in text and "- tenure   # int64, 4 distinct values: categorical if it is a code" in text
+    assert "categorical: [plan, paperless]   # inferred" in text
+    assert "#   charges: median   # 25.0% missing" in text
+    assert "# left out: note (free text or an identifier: 80 distinct values (> 50))" in text
     [model] = read_declarations(defs)
     source = model.declaration.source
-    assert (source.kind, source.target, source.features, source.classes) == ("csv", "churned", ["tenure", "charges"], ["no", "yes"])
+    assert (source.kind, source.target, source.classes) == ("csv", "churned", ["no", "yes"])
+    assert source.features == ["tenure", "charges", "plan", "paperless"] and source.categorical == ["plan", "paperless"]
+    assert source.impute == {}  # a suggestion, for review: missing values are rejected until declared
     assert model.source_path() == str(data / "churn.csv")
     # Not twice by accident; a target that is not there is named.
     assert main(["--defs", str(defs), "new-model", "churn", "--csv", str(data / "churn.csv"), "--target", "churned"]) == 1
     assert "exists already (pass --force to replace it)" in capsys.readouterr().err
     assert main(["--defs", str(defs), "new-model", "other", "--csv", str(data / "churn.csv"), "--target", "label"]) == 1
-    assert "no column 'label'; columns are ['tenure', 'charges', 'plan', 'churned']" in capsys.readouterr().err
+    assert "no column 'label'; columns are ['tenure', 'charges', 'plan', 'paperless', 'note', 'churned']" in capsys.readouterr().err
 
 
 def test_reading_an_empty_registry_or_outbox_or_a_fresh_instance_prints_an_empty_list(

@@ -69,7 +69,7 @@ def test_training_job_materializes_the_four_assets_and_promotes_the_first_model(
     prod = result.output_for_node("breast_cancer__production_model")
     assert prod["version"] == "v1" and prod["promoted"]
     # The one documented call, outside Dagster, uses the same default location.
-    model = load_production_model()
+    model = load_production_model("breast_cancer")
     frame = result.output_for_node("breast_cancer__validated_data").frame
     assert model.predict(frame[version.features]).shape == (569,)
 
@@ -253,7 +253,7 @@ def test_bad_input_fails_at_its_step_with_a_clear_error_and_production_is_unchan
     assert registry.alias("production") == "v1" and registry.history() == history_before
     assert [v.version for v in registry.list_versions()] == ["v1"]
     features = registry.get("v1").features
-    assert load_production_model().predict(pd.DataFrame(np.zeros((1, 30)), columns=features)).shape == (1,)
+    assert load_production_model("breast_cancer").predict(pd.DataFrame(np.zeros((1, 30)), columns=features)).shape == (1,)
 
 
 def test_validation_failure_table_is_in_the_failure_metadata(instance: dg.DagsterInstance, tmp_path: Path) -> None:

@@ -721,7 +721,7 @@ def load_production_model(model: str | None = None, registry_root: str | os.Path
     """The one call to use a production model outside Dagster: a fitted sklearn Pipeline.
 
     >>> from ml_platform import load_production_model
-    >>> model = load_production_model("breast_cancer")   # the only declared model if omitted
+    >>> model = load_production_model("churn")   # the only declared model if omitted
     >>> model.predict(frame[model.feature_names_in_])
 
     `registry_root` is the root of all models' registries (default as the pipeline's).
