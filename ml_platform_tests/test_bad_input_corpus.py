@@ -417,6 +417,10 @@ RUN_CASES = [
     RunCase("csv-unseen-label", data_file("ul.csv", with_value("label", 3, 2)),
             "label: 2 is not one of the production model's classes [0, 1]"),
     RunCase("csv-single-class", data_file("sc.csv", lambda: bundled_like().assign(label=1)), "single class"),
+    # Rows whose label has not arrived are kept (for monitoring), but training needs min_rows labelled ones.
+    RunCase("csv-labels-not-arrived",
+            data_file("late.csv", lambda: bundled_like().assign(label=lambda f: f["label"].where(np.arange(len(f)) < 40))),
+            "trained_model: 40 labelled rows of 569, fewer than the minimum of 50"),
     RunCase("csv-too-few-rows", data_file("few.csv", lambda: bundled_like(slice(0, 20))),
             "20 rows, fewer than the minimum of 50"),
     RunCase("csv-every-row-invalid-under-quarantine", data_file("bad.csv", lambda: bundled_like().assign(mean_area=np.inf)),

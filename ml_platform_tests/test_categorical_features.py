@@ -120,7 +120,7 @@ def test_unseen_categories_after_the_first_model_follow_the_declared_policy(inst
     newer.to_csv(tmp_path / "newer.csv", index=False)
     newer_source = source_config("plans", path=str(tmp_path / "newer.csv"))
 
-    refused = materialize(instance, defs, "plans/validated_data+", newer_source)
+    refused = materialize(instance, defs, "plans/raw_data,plans/validated_data", newer_source)
     assert not refused.success
     [failure] = [e for e in refused.get_step_failure_events() if e.step_key == "plans__validated_data"]
     assert "plan: 'platinum' is not one of the production model's categories ['basic', 'pro'] x5" in (
