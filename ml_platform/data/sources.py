@@ -115,6 +115,8 @@ def load_bundled_source(dataset: str) -> SourceData:
 def with_declared_kinds(source: SourceData, categorical: Sequence[str], impute: Mapping[str, str]) -> SourceData:
     """The declaration's categorical columns and imputation applied to the source's features
     (categorical unset: the source's own kinds). A column named that is not a feature is an error."""
+    if not categorical and not impute:
+        return source
     names = source.spec.feature_names
     unknown = [c for c in [*categorical, *impute] if c not in names]
     if unknown:

@@ -15,7 +15,7 @@ training, passed in as `FeatureSpec.categories`); an unseen one fails validation
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Literal
 
@@ -147,6 +147,16 @@ def _label_failures(frame: pd.DataFrame, target: str, classes: Sequence[object],
     return pd.DataFrame(
         [(target, check, str(label), row) for row, label in labels[unknown].items()], columns=FAILURE_COLUMNS
     )
+
+
+def with_known_categories(spec: DatasetSpec, categories: Mapping[str, Sequence[str]]) -> DatasetSpec:
+    """Each categorical feature's known categories, e.g. the production model's (a column it did
+    not treat as categorical keeps None: any category is accepted)."""
+    features = tuple(
+        replace(f, categories=tuple(categories[f.name])) if f.kind == "categorical" and f.name in categories else f
+        for f in spec.features
+    )
+    return replace(spec, features=features)
 
 
 def _map_unseen_to_other(frame: pd.DataFrame, spec: DatasetSpec) -> tuple[pd.DataFrame, DatasetSpec, dict[str, int]]:

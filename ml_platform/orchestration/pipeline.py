@@ -13,7 +13,7 @@ import dagster as dg
 import pandas as pd
 
 from ml_platform.data.sources import DataSourceError, DatasetSpec, SourceData, fingerprint_frame, with_declared_kinds
-from ml_platform.data.validation import DataValidationError, ValidationPolicy, validate_frame
+from ml_platform.data.validation import DataValidationError, ValidationPolicy, validate_frame, with_known_categories
 from ml_platform.declaration import DeclaredModel, ModelDeclaration
 from ml_platform.model.gate import GatePolicy, decide_promotion
 from ml_platform.model.provenance import code_digest, code_version, library_versions
@@ -97,16 +97,6 @@ def production_metadata(registry: ModelRegistry, log: Any) -> dict[str, Any]:
         return {}
 
 
-def with_production_categories(spec: DatasetSpec, categories: Mapping[str, list[str]]) -> DatasetSpec:
-    """Each categorical feature's known categories: the production model's (a column it did not
-    treat as categorical keeps None: any category)."""
-    features = tuple(
-        replace(f, categories=tuple(categories[f.name])) if f.kind == "categorical" and f.name in categories else f
-        for f in spec.features
-    )
-    return replace(spec, features=features)
-
-
 @dataclass(frozen=True)
 class PipelineAssets:
     raw_data: dg.AssetsDefinition
@@ -148,9 +138,7 @@ def build_pipeline_assets(
         check_run_config(context.run.run_config, run_config_classes)
         data_source: DataSourceResource = getattr(context.resources, source_key)
         try:
-            source = data_source.load()
-            if data_source.categorical or data_source.impute:
-                source = with_declared_kinds(source, data_source.categorical, data_source.impute)
+            source = with_declared_kinds(data_source.load(), data_source.categorical, data_source.impute)
         except (DataSourceError, ValueError) as exc:
             raise dg.Failure(description=str(exc), allow_retries=False) from exc
         frame = source.frame
@@ -198,7 +186,7 @@ def build_pipeline_assets(
         )
         production = production_metadata(model_registry.registry(model.name), context.log)
         known = None if config.allow_new_classes else production.get("classes")
-        spec = with_production_categories(raw_data.spec, production.get("categories") or {})
+        spec = with_known_categories(raw_data.spec, production.get("categories") or {})
         try:
             result = validate_frame(raw_data.frame, spec, policy, production_classes=known)
         except DataValidationError as exc:
