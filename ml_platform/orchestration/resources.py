@@ -16,7 +16,9 @@ from ml_platform.data.sources import (
     SourceData,
     generate_synthetic,
     load_breast_cancer_source,
+    read_sql_source,
     read_table_file,
+    sql_source_name,
     with_declared_classes,
 )
 from ml_platform.declaration import DeclaredModel, SourceKind, SyntheticSection
@@ -33,6 +35,13 @@ class DataSourceResource(dg.ConfigurableResource):
 
     kind: SourceKind = "bundled"
     path: str | None = None  # csv / parquet; the declaration's relative path is resolved against the project
+    # sql: a SQLAlchemy URL without the password (a relative sqlite path resolved against the project),
+    # the password (from dg.EnvVar(password_env): resolved at run time, never in run config or logs),
+    # and a table or a query.
+    url: str | None = None
+    password: str | None = None
+    table: str | None = None
+    query: str | None = None
     target: str = "target"
     features: list[str] | None = None
     classes: list[str] | None = None
@@ -45,6 +54,9 @@ class DataSourceResource(dg.ConfigurableResource):
         declared: dict[str, Any] = {
             "kind": source.kind,
             "path": model.source_path(),
+            "url": model.source_url(),
+            "table": source.table,
+            "query": source.query,
             "target": source.target,
             "features": source.features,
             # Dagster config has no int-or-text lists: text here, typed again by with_declared_classes.
@@ -53,9 +65,13 @@ class DataSourceResource(dg.ConfigurableResource):
         fields: dict[str, Any] = {name: (cls.model_fields[name].annotation, value) for name, value in declared.items()}
         synthetic = config_class("SyntheticSourceConfig", source.synthetic)
         fields["synthetic"] = (synthetic, synthetic())
-        return pydantic.create_model(f"{cls.__name__}_{model.name}", __base__=cls, **fields)()
+        resource = pydantic.create_model(f"{cls.__name__}_{model.name}", __base__=cls, **fields)
+        # Passed, not a default: a default would be the variable's name itself, baked into the config schema.
+        return resource(password=dg.EnvVar(source.password_env)) if source.password_env else resource()
 
     def describe(self) -> str:
+        if self.kind == "sql":
+            return sql_source_name(self.url or "", self.password, self.table, self.query)
         return f"{self.kind}:{self.path}" if self.kind in ("csv", "parquet") else self.kind
 
     def load(self) -> SourceData:
@@ -63,6 +79,11 @@ class DataSourceResource(dg.ConfigurableResource):
             return load_breast_cancer_source()
         if self.kind == "synthetic":
             return generate_synthetic(**self.synthetic.model_dump())
+        if self.kind == "sql":
+            if not self.url:
+                raise DataSourceError("sql", "no url configured (set source.url in the declaration)")
+            source = read_sql_source(self.url, self.password, self.table, self.query, self.target, self.features)
+            return with_declared_classes(source, self.classes) if self.classes else source
         if not self.path:
             raise DataSourceError(self.kind, "no path configured (set source.path in the declaration)")
         source = read_table_file(self.path, self.kind, self.target, self.features)
