@@ -30,6 +30,11 @@ from ml_platform.paths import model_registry_url
 SyntheticSourceConfig = config_class("SyntheticSourceConfig", SyntheticSection())
 
 
+def _secret_field(default: Any) -> Any:
+    """A config field the UI shows masked."""
+    return pydantic.Field(default, json_schema_extra={"dagster__is_secret": True})
+
+
 class DataSourceResource(dg.ConfigurableResource):
     """Where a model's `raw_data` comes from: its declaration's `source` section, field for field."""
 
@@ -39,7 +44,7 @@ class DataSourceResource(dg.ConfigurableResource):
     # the password (from dg.EnvVar(password_env): resolved at run time, never in run config or logs),
     # and a table or a query.
     url: str | None = None
-    password: str | None = None
+    password: str | None = _secret_field(None)
     table: str | None = None
     query: str | None = None
     target: str = "target"
@@ -65,9 +70,13 @@ class DataSourceResource(dg.ConfigurableResource):
         fields: dict[str, Any] = {name: (cls.model_fields[name].annotation, value) for name, value in declared.items()}
         synthetic = config_class("SyntheticSourceConfig", source.synthetic)
         fields["synthetic"] = (synthetic, synthetic())
-        resource = pydantic.create_model(f"{cls.__name__}_{model.name}", __base__=cls, **fields)
-        # Passed, not a default: a default would be the variable's name itself, baked into the config schema.
-        return resource(password=dg.EnvVar(source.password_env)) if source.password_env else resource()
+        if source.password_env:
+            # dg.EnvVar(name) as config spells it, {"env": name}, and as the default rather than a value passed
+            # to the constructor: a run that overrides another field (the Launchpad's way) replaces the passed
+            # values but keeps the defaults. Resolved when a run starts; the value is never in the config
+            # schema, the run config or the Launchpad.
+            fields["password"] = (str | None, _secret_field({"env": source.password_env}))
+        return pydantic.create_model(f"{cls.__name__}_{model.name}", __base__=cls, **fields)()
 
     def describe(self) -> str:
         if self.kind == "sql":

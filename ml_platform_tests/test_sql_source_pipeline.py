@@ -1,0 +1,100 @@
+"""A model whose data is in a SQL database, through the real pipeline: a real PostgreSQL server (the
+`postgres_server` fixture) with the password from an environment variable, and a SQLite file."""
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import dagster as dg
+import pytest
+import sqlalchemy as sa
+
+from ml_platform.data.sources import generate_synthetic
+from ml_platform_tests.conftest import declared, platform, registry_of, source_config, train
+from ml_platform_tests.postgres import PostgresServer
+from ml_platform_tests.test_bad_input_corpus import failure_line
+
+PASSWORD_ENV = "ML_PLATFORM_TEST_CHURN_DB_PASSWORD"
+FRAME = generate_synthetic(rows=600, features=5, seed=11).frame
+
+
+def write_table(url: str, table: str) -> None:
+    engine = sa.create_engine(url)
+    try:
+        FRAME.to_sql(table, engine, index=False, if_exists="replace")
+    finally:
+        engine.dispose()
+
+
+@pytest.fixture(scope="module")
+def churn_db(postgres_server: PostgresServer) -> Iterator[PostgresServer]:
+    postgres_server.create_database("churn")
+    write_table(postgres_server.url("churn", with_password=True), "customers")
+    yield postgres_server
+    postgres_server.sql("DROP DATABASE churn")
+
+
+def raw_data_metadata(instance: dg.DagsterInstance, model: str) -> dict:
+    event = instance.get_latest_materialization_event(dg.AssetKey([model, "raw_data"]))
+    assert event is not None and event.asset_materialization is not None
+    return {k: v.value for k, v in event.asset_materialization.metadata.items()}
+
+
+def test_a_postgres_table_trains_and_a_bad_query_table_or_password_leaves_production_and_never_shows_the_password(
+    churn_db: PostgresServer, instance: dg.DagsterInstance, dagster_home: Path,
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture,
+) -> None:
+    monkeypatch.setenv(PASSWORD_ENV, churn_db.password)
+    model = declared("churn", source={"kind": "sql", "url": churn_db.url("churn"), "password_env": PASSWORD_ENV,
+                                      "table": "customers", "classes": [0, 1]})
+    defs = platform(model)
+    registry = registry_of(dagster_home, "churn")
+    masked = f"sql:postgresql+psycopg://{churn_db.user}:***@127.0.0.1:{churn_db.port}/churn"
+
+    first = train(instance, model, defs=defs)
+    assert first.success and registry.alias("production") == "v1"
+    metadata = raw_data_metadata(instance, "churn")
+    assert metadata["source"] == f"{masked} table customers" and metadata["dagster/row_count"] == 600
+
+    # A query, chosen for one run as the Launchpad would: the password stays the declared EnvVar.
+    subset = train(instance, model, source_config("churn", table=None, query="SELECT * FROM customers WHERE f0 < 1.5"), defs=defs)
+    assert subset.success
+    assert raw_data_metadata(instance, "churn")["source"] == f"{masked} query SELECT * FROM customers WHERE f0 < 1.5"
+    production = registry.alias("production")
+
+    failures = {
+        "query": (source_config("churn", table=None, query="SELECT * FROM customers WHERE"), 'syntax error at end of input'),
+        "table": (source_config("churn", table="churned_customers"), "table 'churned_customers' not found"),
+        "password": (None, f'password authentication failed for user "{churn_db.user}"'),
+    }
+    runs = [first.run_id, subset.run_id]
+    for case, (run_config, reason) in failures.items():
+        if case == "password":
+            monkeypatch.setenv(PASSWORD_ENV, "not-" + churn_db.password)  # EnvVar: read at run time
+        result = train(instance, model, run_config, defs=defs)
+        runs.append(result.run_id)
+        line = failure_line(result)
+        assert not result.success and line.startswith(f"data source '{masked}") and reason in line, (case, line)
+        assert "\n" not in line and churn_db.password not in line
+        assert registry.alias("production") == production, case
+
+    # Nowhere: not in Python logs, the Dagster event logs and run configs, nor any file of the
+    # instance (event log database, run storage, registry, model cards).
+    assert churn_db.password not in caplog.text
+    for run_id in runs:
+        assert churn_db.password not in str(instance.get_run_by_id(run_id).run_config)
+        assert all(churn_db.password not in str(event) for event in instance.all_logs(run_id))
+    leaked = [p for p in dagster_home.rglob("*") if p.is_file() and churn_db.password.encode() in p.read_bytes()]
+    assert leaked == []
+
+
+def test_a_sqlite_file_relative_to_the_project_is_the_embedded_example(tmp_path: Path, instance: dg.DagsterInstance,
+                                                                       dagster_home: Path) -> None:
+    (tmp_path / "data").mkdir()
+    write_table(f"sqlite:///{tmp_path / 'data' / 'churn.db'}", "customers")
+    model = declared("churn", root=tmp_path, source={"kind": "sql", "url": "sqlite:///data/churn.db",
+                                                      "query": "SELECT * FROM customers"})
+    assert model.source_url() == f"sqlite:///{tmp_path / 'data' / 'churn.db'}"
+    assert train(instance, model).success and registry_of(dagster_home, "churn").alias("production") == "v1"
+    metadata = raw_data_metadata(instance, "churn")
+    assert metadata["source"] == f"sql:sqlite:///{tmp_path}/data/churn.db query SELECT * FROM customers"
+    assert metadata["dagster/row_count"] == 600
