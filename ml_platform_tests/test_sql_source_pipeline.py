@@ -9,8 +9,10 @@ import pytest
 import sqlalchemy as sa
 
 from ml_platform.data.sources import generate_synthetic
+from ml_platform.declaration import DeclarationError, read_declaration
 from ml_platform_tests.conftest import declared, platform, registry_of, source_config, train
 from ml_platform_tests.postgres import PostgresServer
+from ml_platform_tests.projects import make_project
 from ml_platform_tests.test_bad_input_corpus import failure_line
 
 PASSWORD_ENV = "ML_PLATFORM_TEST_CHURN_DB_PASSWORD"
@@ -98,3 +100,31 @@ def test_a_sqlite_file_relative_to_the_project_is_the_embedded_example(tmp_path:
     metadata = raw_data_metadata(instance, "churn")
     assert metadata["source"] == f"sql:sqlite:///{tmp_path}/data/churn.db query SELECT * FROM customers"
     assert metadata["dagster/row_count"] == 600
+
+
+def test_an_unset_password_variable_refuses_the_run_naming_the_variable(instance: dg.DagsterInstance,
+                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv(PASSWORD_ENV, raising=False)
+    model = declared("churn", source={"kind": "sql", "url": "postgresql+psycopg://ml@127.0.0.1:1/churn",
+                                      "password_env": PASSWORD_ENV, "table": "customers"})
+    with pytest.raises(dg.DagsterInvalidConfigError, match=f'environment variable "{PASSWORD_ENV}" which is not set'):
+        train(instance, model)
+
+
+@pytest.mark.parametrize(
+    "source, message",
+    [
+        ({"url": "postgresql+psycopg://ml:hunter2@db/churn", "table": "t"}, "url must not hold the password"),
+        ({"url": "::not a url::", "table": "t"}, "url is not a SQLAlchemy URL"),
+        ({"url": "sqlite:///x.db"}, "kind 'sql' needs exactly one of table and query"),
+        ({"table": "t"}, "url is required when kind is 'sql'"),
+    ],
+)
+def test_a_bad_sql_declaration_is_one_line_naming_the_field_without_echoing_a_password(
+    tmp_path: Path, source: dict, message: str
+) -> None:
+    project = make_project(tmp_path / "project")
+    with pytest.raises(DeclarationError) as caught:
+        read_declaration(project.declare("churn", {"source": {"kind": "sql", **source}}), project.root)
+    assert f"churn/defs.yaml: attributes.source: {message}" in str(caught.value)
+    assert "hunter2" not in str(caught.value) and "\n" not in str(caught.value)
