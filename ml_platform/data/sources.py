@@ -252,7 +252,8 @@ def read_sql_source(
         if not Path(full_url.database).is_file():
             raise DataSourceError(source, f"database file {full_url.database} not found")
     # A server that does not answer fails in seconds, not at the TCP timeout (libpq drivers).
-    connect_args = {"connect_timeout": 10} if full_url.get_driver_name() in ("psycopg", "psycopg2") else {}
+    libpq = full_url.drivername in ("postgresql", "postgresql+psycopg", "postgresql+psycopg2")
+    connect_args = {"connect_timeout": 10} if libpq else {}
     try:
         engine = sa.create_engine(full_url, connect_args=connect_args)
     except Exception as exc:  # noqa: BLE001 - unknown dialect, driver not installed
