@@ -10,7 +10,7 @@ import sqlalchemy as sa
 
 from ml_platform.data.sources import generate_synthetic
 from ml_platform.declaration import DeclarationError, read_declaration
-from ml_platform_tests.conftest import declared, platform, registry_of, source_config, train
+from ml_platform_tests.conftest import declared, platform, registry_of, run_job, source_config, train
 from ml_platform_tests.postgres import PostgresServer
 from ml_platform_tests.projects import make_project
 from ml_platform_tests.test_bad_input_corpus import failure_line
@@ -102,13 +102,21 @@ def test_a_sqlite_file_relative_to_the_project_is_the_embedded_example(tmp_path:
     assert metadata["dagster/row_count"] == 600
 
 
-def test_an_unset_password_variable_refuses_the_run_naming_the_variable(instance: dg.DagsterInstance,
-                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+def test_an_unset_password_variable_fails_the_extraction_naming_it_and_rollback_still_runs(
+    instance: dg.DagsterInstance, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.delenv(PASSWORD_ENV, raising=False)
     model = declared("churn", source={"kind": "sql", "url": "postgresql+psycopg://ml@127.0.0.1:1/churn",
                                       "password_env": PASSWORD_ENV, "table": "customers"})
-    with pytest.raises(dg.DagsterInvalidConfigError, match=f'environment variable "{PASSWORD_ENV}" which is not set'):
-        train(instance, model)
+    defs = platform(model)
+    result = train(instance, model, defs=defs)
+    assert not result.success and failure_line(result) == (
+        "data source 'sql:postgresql+psycopg://ml@127.0.0.1:1/churn table customers' could not be read: "
+        f"the environment variable {PASSWORD_ENV} (the password) is not set"
+    )
+    # The rollback job uses the data source too: it is launched, and refused for its own reason only.
+    rollback = run_job(instance, defs, "churn_rollback", {"ops": {"churn_rollback_production_model": {"config": {"to_version": "v1"}}}})
+    assert "rollback refused" in failure_line(rollback)
 
 
 @pytest.mark.parametrize(

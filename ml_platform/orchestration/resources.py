@@ -6,6 +6,7 @@ that overrides one field (say `path`) keeps the others. The registry resource is
 model has its own namespace below its root.
 """
 
+import os
 from typing import Any
 
 import dagster as dg
@@ -44,6 +45,7 @@ class DataSourceResource(dg.ConfigurableResource):
     # the password (from dg.EnvVar(password_env): resolved at run time, never in run config or logs),
     # and a table or a query.
     url: str | None = None
+    password_env: str | None = None  # the variable's name only, for the message when it is not set
     password: str | None = _secret_field(None)
     table: str | None = None
     query: str | None = None
@@ -60,6 +62,7 @@ class DataSourceResource(dg.ConfigurableResource):
             "kind": source.kind,
             "path": model.source_path(),
             "url": model.source_url(),
+            "password_env": source.password_env,
             "table": source.table,
             "query": source.query,
             "target": source.target,
@@ -70,11 +73,12 @@ class DataSourceResource(dg.ConfigurableResource):
         fields: dict[str, Any] = {name: (cls.model_fields[name].annotation, value) for name, value in declared.items()}
         synthetic = config_class("SyntheticSourceConfig", source.synthetic)
         fields["synthetic"] = (synthetic, synthetic())
-        if source.password_env:
+        if source.password_env and os.environ.get(source.password_env):
             # dg.EnvVar(name) as config spells it, {"env": name}, and as the default rather than a value passed
             # to the constructor: a run that overrides another field (the Launchpad's way) replaces the passed
             # values but keeps the defaults. Resolved when a run starts; the value is never in the config
-            # schema, the run config or the Launchpad.
+            # schema, the run config or the Launchpad. Only when set (as alerting's secrets): an unset one
+            # would refuse every job using this resource at launch, the rollback job included; load() names it.
             fields["password"] = (str | None, _secret_field({"env": source.password_env}))
         return pydantic.create_model(f"{cls.__name__}_{model.name}", __base__=cls, **fields)()
 
@@ -91,6 +95,8 @@ class DataSourceResource(dg.ConfigurableResource):
         if self.kind == "sql":
             if not self.url:
                 raise DataSourceError("sql", "no url configured (set source.url in the declaration)")
+            if self.password_env and self.password is None:
+                raise DataSourceError(self.describe(), f"the environment variable {self.password_env} (the password) is not set")
             source = read_sql_source(self.url, self.password, self.table, self.query, self.target, self.features)
             return with_declared_classes(source, self.classes) if self.classes else source
         if not self.path:
