@@ -6,11 +6,11 @@ from pathlib import Path
 
 import dagster as dg
 import pytest
-import sqlalchemy as sa
 
 from ml_platform.data.sources import generate_synthetic
 from ml_platform.declaration import DeclarationError, read_declaration
 from ml_platform_tests.conftest import declared, platform, registry_of, run_job, source_config, train
+from ml_platform_tests.data.test_sql_sources import write_table
 from ml_platform_tests.postgres import PostgresServer
 from ml_platform_tests.projects import make_project
 from ml_platform_tests.test_bad_input_corpus import failure_line
@@ -19,18 +19,10 @@ PASSWORD_ENV = "ML_PLATFORM_TEST_CHURN_DB_PASSWORD"
 FRAME = generate_synthetic(rows=600, features=5, seed=11).frame
 
 
-def write_table(url: str, table: str) -> None:
-    engine = sa.create_engine(url)
-    try:
-        FRAME.to_sql(table, engine, index=False, if_exists="replace")
-    finally:
-        engine.dispose()
-
-
 @pytest.fixture(scope="module")
 def churn_db(postgres_server: PostgresServer) -> Iterator[PostgresServer]:
     postgres_server.create_database("churn")
-    write_table(postgres_server.url("churn", with_password=True), "customers")
+    write_table(postgres_server.url("churn", with_password=True), FRAME, "customers")
     yield postgres_server
     postgres_server.sql("DROP DATABASE churn")
 
@@ -92,7 +84,7 @@ def test_a_postgres_table_trains_and_a_bad_query_table_or_password_leaves_produc
 def test_a_sqlite_file_relative_to_the_project_is_the_embedded_example(tmp_path: Path, instance: dg.DagsterInstance,
                                                                        dagster_home: Path) -> None:
     (tmp_path / "data").mkdir()
-    write_table(f"sqlite:///{tmp_path / 'data' / 'churn.db'}", "customers")
+    write_table(f"sqlite:///{tmp_path / 'data' / 'churn.db'}", FRAME, "customers")
     model = declared("churn", root=tmp_path, source={"kind": "sql", "url": "sqlite:///data/churn.db",
                                                       "query": "SELECT * FROM customers"})
     assert model.source_url() == f"sqlite:///{tmp_path / 'data' / 'churn.db'}"
