@@ -20,7 +20,7 @@ Scenarios (medians over --repeat, time.perf_counter, the real sensor invoked thr
 `dg.build_sensor_context`, exactly like ml_platform_tests/test_sensors.py):
   steady          cursor just before the last 10 evaluations, fresh (empty) outbox
   steady_warm     same, but the outbox already holds everything the earlier 9,990 events produced
-  catchup_1000    cursor None over the whole log, as shipped (MAX_EVALUATIONS_PER_TICK = 1,000)
+  catchup_1000    cursor None over the whole log, as shipped (MAX_EVENTS_PER_TICK = 1,000)
   drain           ticks from cursor None until the cursor stops moving (+ ticks until no delivery pends)
   catchup_<N>     one tick if the limit were N (= --evaluations): the real sensor body, with
                   `sensors.read_check_evaluations` swapped for `functools.partial(..., limit=N)`
@@ -456,14 +456,14 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     home = make_home()
     _imports()
-    from ml_platform.orchestration.sensors import MAX_EVALUATIONS_PER_TICK
+    from ml_platform.orchestration.sensors import MAX_EVENTS_PER_TICK, CheckSensorCursor
 
     quiet_log_channel(home)
     instance = dg.DagsterInstance.get()
     storage = instance.event_log_storage
     ws = Workspace(home)
     n = args.evaluations
-    print(f"DAGSTER_HOME={home}  event log: {type(storage).__name__}  limit per tick: {MAX_EVALUATIONS_PER_TICK}")
+    print(f"DAGSTER_HOME={home}  event log: {type(storage).__name__}  limit per tick: {MAX_EVENTS_PER_TICK}")
 
     # 1. fill: all but the last 10, a warm outbox for them, then the last 10.
     t0 = time.perf_counter()
@@ -486,7 +486,7 @@ def main(argv: list[str] | None = None) -> int:
             break
         tick(instance, cursor, warm_resource)
     warm_seconds = time.perf_counter() - warm_started
-    steady_cursor = int(cursor or 0)
+    steady_cursor = CheckSensorCursor.parse(cursor).checks
 
     fill_seconds += fill(instance, tail, args.fill)
     records = evaluation_records(instance)
@@ -510,7 +510,7 @@ def main(argv: list[str] | None = None) -> int:
     def steady_once(template: Path | None = None) -> tuple[float, dict[str, Any]]:
         resource, outbox, _ = ws.resource(template)
         seconds, new_cursor, message = timed_tick(instance, str(steady_cursor), resource)
-        assert new_cursor == str(records[-1].storage_id)
+        assert CheckSensorCursor.parse(new_cursor).checks == records[-1].storage_id
         return seconds, {"message": message, "outbox": outbox_counts(outbox)}
 
     results["steady"] = run_scenario("steady", args.repeat, steady_once)
@@ -525,8 +525,8 @@ def main(argv: list[str] | None = None) -> int:
                 seconds, new_cursor, message = timed_tick(instance, None, resource)
         return seconds, {"message": message, "cursor": new_cursor, "outbox": outbox_counts(outbox)}
 
-    results[f"catchup_{MAX_EVALUATIONS_PER_TICK}"] = run_scenario(
-        f"catchup_{MAX_EVALUATIONS_PER_TICK}", args.repeat, catchup_once)
+    results[f"catchup_{MAX_EVENTS_PER_TICK}"] = run_scenario(
+        f"catchup_{MAX_EVENTS_PER_TICK}", args.repeat, catchup_once)
 
     def drain_once() -> tuple[float, dict[str, Any]]:
         resource, outbox, _ = ws.resource()
@@ -554,7 +554,7 @@ def main(argv: list[str] | None = None) -> int:
 
     # Breakdowns (a separate, instrumented set of runs; wrappers add a few ms).
     breakdowns: dict[str, dict[str, float]] = {}
-    for label, limit in ((f"catchup_{MAX_EVALUATIONS_PER_TICK}", None), (f"catchup_{n}", n), ("steady", -1)):
+    for label, limit in ((f"catchup_{MAX_EVENTS_PER_TICK}", None), (f"catchup_{n}", n), ("steady", -1)):
         runs = []
         for _ in range(args.repeat):
             resource, _, _ = ws.resource()
@@ -569,13 +569,13 @@ def main(argv: list[str] | None = None) -> int:
             runs.append(breakdown(probe, seconds))
         breakdowns[label] = {k: median([r[k] for r in runs]) for k in runs[0]}
 
-    report(args, results, breakdowns, fill_info, MAX_EVALUATIONS_PER_TICK)
+    report(args, results, breakdowns, fill_info, MAX_EVENTS_PER_TICK)
     payload = {
         "benchmark": "check_alert_sensor tick", "target_s": TARGET_SECONDS,
         "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "python": platform.python_version(), "dagster": dg.__version__, "platform": platform.platform(),
         "args": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
-        "max_evaluations_per_tick": MAX_EVALUATIONS_PER_TICK, "fill": fill_info,
+        "max_evaluations_per_tick": MAX_EVENTS_PER_TICK, "fill": fill_info,
         "scenarios": results, "breakdown_median_s": breakdowns,
         "steady_meets_target": results["steady"]["median_s"] <= TARGET_SECONDS,
     }

@@ -301,7 +301,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         # One line naming the culprit, never a traceback (e.g. s3:// without s3fs, a path that is a file).
         print(f"ml-platform: {str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__}", file=sys.stderr)
         return 1
-    print(json.dumps(as_json, indent=2, default=str) if args.json else as_text)
+    try:
+        print(json.dumps(as_json, indent=2, default=str) if args.json else as_text)
+        sys.stdout.flush()
+    except BrokenPipeError:  # `ml-platform alerts list | head`: the reader has what it wanted
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error at exit
     return 0
 
 

@@ -107,6 +107,14 @@ class SourceSection(Section):
                     raise ValueError("url is required when kind is 'sql'")
                 if (self.table is None) == (self.query is None):
                     raise ValueError("kind 'sql' needs exactly one of table and query")
+                from sqlalchemy.engine import make_url  # only for SQL sources: the command line starts without it
+
+                try:
+                    has_password = make_url(self.url).password is not None
+                except Exception:  # noqa: BLE001 - whatever make_url rejects; the text is not echoed (a password?)
+                    raise ValueError("url is not a SQLAlchemy URL (e.g. postgresql+psycopg://user@host:5432/db)") from None
+                if has_password:
+                    raise ValueError("url must not hold the password: name its environment variable in password_env")
                 wrong = [name for name in ("path",) if getattr(self, name) is not None]
             else:
                 if not self.path:
@@ -344,6 +352,19 @@ class DeclaredModel:
 
     def __post_init__(self) -> None:
         check_model_name(self.name)
+
+    def source_url(self) -> str | None:
+        """The SQL source's URL; a relative SQLite file path is made absolute against the project root."""
+        url = self.declaration.source.url
+        if url is None:
+            return None
+        from sqlalchemy.engine import make_url  # only for SQL sources: the command line starts without it
+
+        parsed = make_url(url)
+        database = parsed.database
+        if parsed.get_backend_name() != "sqlite" or database in (None, "", ":memory:") or Path(database).is_absolute():
+            return url
+        return parsed.set(database=str((self.project_root / database).resolve())).render_as_string(hide_password=False)
 
     def source_path(self) -> str | None:
         """The source file as an absolute path (relative paths are relative to the project root)."""

@@ -15,6 +15,7 @@ from ml_platform.declaration import DeclaredModel, ModelDeclaration, read_declar
 from ml_platform.model.registry import ModelRegistry
 from ml_platform.orchestration.alerting import alerting_resource
 from ml_platform.orchestration.platform import build_model_definitions, build_platform_definitions
+from ml_platform_tests.postgres import postgres_server  # noqa: F401 - a session fixture: a real PostgreSQL server
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 # The model the project ships (ml_platform/defs/breast_cancer/defs.yaml), as its YAML declares it.

@@ -291,3 +291,20 @@ def test_recover_rebuilds_an_emptied_state_and_says_what_it_recovered(root: str,
     # The next promotion appends to the recovered history: nothing was wiped.
     assert run(root, "models", "promote", "v3", capsys=capsys)[0] == 0
     assert len(ModelRegistry(f"{root}/breast_cancer").history()) == 3
+
+
+def test_output_cut_short_by_a_closed_pipe_is_not_a_traceback(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import os
+    import sys
+
+    from ml_platform.cli import main
+
+    monkeypatch.setenv("DAGSTER_HOME", str(tmp_path))
+    read_end, write_end = os.pipe()
+    os.close(read_end)  # `ml-platform alerts list | head -1`: the reader went away
+    closed = os.fdopen(write_end, "w")
+    monkeypatch.setattr(sys, "stdout", closed)
+    try:
+        assert main(["alerts", "list", "--json"]) == 0
+    finally:
+        closed.close()

@@ -289,6 +289,8 @@ def test_a_resolved_notice_carries_the_passing_evaluations_figures(
     [resolved] = [a for a in webhook_alerts(webhook) if a["check"] == "data_drift" and a["state"] == "resolved"]
     assert firing["metadata"]["max_psi"] > 1.0
     assert resolved["metadata"]["max_psi"] < 0.2
+    # The per-feature table is sent once (as `features`), not also as a JSON copy.
+    assert len(firing["metadata"]["features"]) == 8 and "drift" not in firing["metadata"]
     assert f"{resolved['metadata']['max_psi']:.3f}" in resolved["message"]
 
 

@@ -1,4 +1,4 @@
-"""Data sources: the bundled datasets, a synthetic generator, and CSV/Parquet files.
+"""Data sources: the bundled datasets, a synthetic generator, CSV/Parquet files and SQL databases.
 
 Every source returns a frame plus the declared feature set (`DatasetSpec`) that the
 validation schema is derived from. No Dagster import: the resource layer wraps these.
@@ -220,13 +220,19 @@ def read_table_file(
     except Exception as exc:  # noqa: BLE001 - any parser failure is "unreadable", with its reason
         raise DataSourceError(source, f"unreadable ({type(exc).__name__}: {exc})") from exc
 
+    return _checked_frame(source, frame, target_column, feature_columns, classes, "the file has no data rows")
+
+
+def _checked_frame(source: str, frame: pd.DataFrame, target_column: str, feature_columns: list[str] | None,
+                   classes: Sequence[int | str] | None, empty: str) -> SourceData:
+    """A read frame as SourceData: rows and the target column present; features default to every other column."""
     if frame.empty:
-        raise DataSourceError(source, "the file has no data rows")
+        raise DataSourceError(source, empty)
     if target_column not in frame.columns:
         raise DataSourceError(
             source, f"target column {target_column!r} not found; columns are {list(frame.columns)}"
         )
-    # A declared feature missing from the file is validation's to report, in its table.
+    # A declared feature missing from the source is validation's to report, in its table.
     names = feature_columns or [c for c in frame.columns if c != target_column]
     spec = DatasetSpec(
         features=tuple(FeatureSpec(n) for n in names),
@@ -234,6 +240,94 @@ def read_table_file(
         classes=tuple(classes) if classes else None,
     )
     return SourceData(frame=frame, spec=spec, description=source)
+
+
+def sql_source_name(url: str, password: str | None = None, table: str | None = None, query: str | None = None) -> str:
+    """How a SQL source is named in messages, logs and metadata: its URL with the password masked
+    (`***`), then its table or the start of its query. An unparseable URL is not echoed (it might
+    hold a password)."""
+    import sqlalchemy as sa
+
+    try:
+        shown = sa.engine.make_url(url).set(password=password or None).render_as_string(hide_password=True)
+    except Exception:  # noqa: BLE001 - whatever make_url rejects
+        shown = "<not a SQLAlchemy URL>"
+    if table is not None:
+        return f"sql:{shown} table {table}"
+    text = " ".join((query or "").split())
+    return f"sql:{shown} query {text[:60] + '...' if len(text) > 60 else text}"
+
+
+def _first_line(exc: BaseException, password: str | None) -> str:
+    """The database's own reason, on one line, without the password (even if the server echoed it)."""
+    import sqlalchemy as sa
+
+    cause: BaseException = exc
+    while cause.__cause__ is not None and not isinstance(cause, sa.exc.DBAPIError):
+        cause = cause.__cause__  # pandas wraps the SQLAlchemy error, which wraps the driver's
+    if isinstance(cause, sa.exc.DBAPIError) and cause.orig is not None:
+        cause = cause.orig
+    lines = [line.strip() for line in str(cause).splitlines() if line.strip()]
+    text = lines[0] if lines else type(cause).__name__
+    return text.replace(password, "***") if password else text
+
+
+def read_sql_source(
+    url: str,
+    password: str | None = None,
+    table: str | None = None,
+    query: str | None = None,
+    target: str = "target",
+    features: list[str] | None = None,
+    classes: Sequence[int | str] | None = None,
+) -> SourceData:
+    """A table or a query's result from a SQL database (SQLAlchemy URL; the password given apart).
+
+    `table` may be schema-qualified (`schema.table`); it is reflected and selected through
+    SQLAlchemy, so its name is quoted by the dialect, never formatted into SQL. Every failure
+    (bad URL, server down, wrong credentials, missing table, failing query, no rows, no target
+    column) is one DataSourceError naming the source with the password masked.
+    """
+    import sqlalchemy as sa
+
+    source = sql_source_name(url, password, table, query)
+    if (table is None) == (query is None):
+        raise DataSourceError(source, "give exactly one of table and query")
+    try:
+        full_url = sa.engine.make_url(url).set(password=password or None)
+    except Exception as exc:  # noqa: BLE001 - ArgumentError and friends
+        raise DataSourceError(source, f"not a SQLAlchemy URL ({type(exc).__name__})") from None
+    if full_url.get_backend_name() == "sqlite" and full_url.database not in (None, "", ":memory:"):
+        # SQLite would create a missing file (empty) and then report a missing table instead.
+        if not Path(full_url.database).is_file():
+            raise DataSourceError(source, f"database file {full_url.database} not found")
+    # A server that does not answer fails in seconds, not at the TCP timeout (libpq drivers).
+    libpq = full_url.drivername in ("postgresql", "postgresql+psycopg", "postgresql+psycopg2")
+    connect_args = {"connect_timeout": 10} if libpq else {}
+    try:
+        engine = sa.create_engine(full_url, connect_args=connect_args)
+    except Exception as exc:  # noqa: BLE001 - unknown dialect, driver not installed
+        raise DataSourceError(source, f"cannot use this URL: {_first_line(exc, password)}") from None
+    try:
+        with engine.connect() as connection:
+            if table is not None:
+                schema, _, name = table.rpartition(".")
+                if not sa.inspect(connection).has_table(name, schema=schema or None):
+                    raise DataSourceError(source, f"table {table!r} not found")
+                statement: sa.Executable = sa.select(
+                    sa.Table(name, sa.MetaData(), schema=schema or None, autoload_with=connection)
+                )
+            else:
+                statement = sa.text(query)
+            frame = pd.read_sql(statement, connection)
+    except DataSourceError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - connection, authentication, SQL errors: the driver's reason
+        raise DataSourceError(source, _first_line(exc, password)) from None
+    finally:
+        engine.dispose()
+    empty = "the table has no rows" if table is not None else "the query returned no rows"
+    return _checked_frame(source, frame, target, features, classes, empty)
 
 
 _TRUE, _FALSE = {"true", "1", "yes"}, {"false", "0", "no"}
