@@ -123,16 +123,18 @@ def with_declared_kinds(source: SourceData, categorical: Sequence[str], impute: 
         raise DataSourceError(
             source.description, f"categorical/impute name column(s) {sorted(set(unknown))} that are not among the features {names}"
         )
+    kinds = {
+        f.name: ("categorical" if f.name in categorical else "numeric") if categorical else f.kind for f in source.spec.features
+    }
     for column, strategy in impute.items():
         if strategy not in IMPUTATIONS:
             raise DataSourceError(source.description, f"impute.{column}: {strategy!r} is not one of {list(IMPUTATIONS)}")
-        kind = "categorical" if column in categorical or (not categorical and column in source.spec.categorical_names) else "numeric"
-        if kind == "categorical" and strategy == "median":
+        if kinds[column] == "categorical" and strategy == "median":
             raise DataSourceError(source.description, f"impute.{column}: a categorical column has no median (use most_frequent)")
     features = tuple(
         replace(
             feature,
-            kind=("categorical" if feature.name in categorical else "numeric") if categorical else feature.kind,
+            kind=kinds[feature.name],
             impute=impute.get(feature.name),  # type: ignore[arg-type]
             nullable=feature.nullable or feature.name in impute,
         )

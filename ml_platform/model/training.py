@@ -150,10 +150,6 @@ def _column_transformer(spec: DatasetSpec, estimator: str) -> ColumnTransformer:
     return ColumnTransformer(transformers, verbose_feature_names_out=False)
 
 
-def _needs_preprocessing(spec: DatasetSpec | None) -> bool:
-    return spec is not None and any(f.kind == "categorical" or f.impute for f in spec.features)
-
-
 def build_pipeline(estimator: str, params: dict[str, Any] | None, seed: int, spec: DatasetSpec | None = None) -> Pipeline:
     """The estimator behind today's scaler, or behind a ColumnTransformer when `spec` has
     categorical or imputed features."""
@@ -163,16 +159,17 @@ def build_pipeline(estimator: str, params: dict[str, Any] | None, seed: int, spe
     merged = {**DEFAULT_PARAMS.get(estimator, {}), **(params or {})}
     if "random_state" in cls().get_params():
         merged.setdefault("random_state", seed)
-    preprocess = _needs_preprocessing(spec)
-    if preprocess and estimator == "hist_gradient_boosting" and spec is not None:
-        numeric = len(spec.features) - len(spec.categorical_names)
-        merged.setdefault("categorical_features", list(range(numeric, len(spec.features))) or None)
+    # Only categorical or imputed features need the ColumnTransformer (and the native categorical flags).
+    preprocessed = spec if spec is not None and any(f.kind == "categorical" or f.impute for f in spec.features) else None
+    if preprocessed is not None and estimator == "hist_gradient_boosting":
+        numeric = len(preprocessed.features) - len(preprocessed.categorical_names)
+        merged.setdefault("categorical_features", list(range(numeric, len(preprocessed.features))) or None)
     try:
         model = cls(**merged)
     except TypeError as exc:
         raise ValueError(f"bad hyper-parameters for {estimator}: {exc}") from exc
-    if preprocess and spec is not None:
-        return Pipeline([("features", _column_transformer(spec, estimator)), ("model", model)])
+    if preprocessed is not None:
+        return Pipeline([("features", _column_transformer(preprocessed, estimator)), ("model", model)])
     return Pipeline([("scaler", StandardScaler()), ("model", model)])
 
 
