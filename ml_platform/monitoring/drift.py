@@ -32,8 +32,15 @@ Statistics (current column sorted once; everything else is searchsorted and pref
   std (Evidently's definition for numeric columns). A constant reference (std 0) is normalized by
   |mean| instead, or by 1 if the mean is 0 too (Evidently floors the std at 0.001 instead).
 
+Categorical features (named in `summarize_reference(..., categorical=...)`) keep their category
+counts (keyed by the values' text) and missing count. Against them: psi over the category shares,
+chi2_statistic / chi2_pvalue of the current counts against the reference shares (information
+only, as the KS p-value), and jensen_shannon, the Jensen-Shannon distance in base 2 (Evidently's).
+A category present on one side only has share 0 there (floored at epsilon for PSI and chi2).
+
 Drift rule: a `DriftRule` names the methods (any of psi, ks, wasserstein) and their thresholds; a
-feature drifts when any of its methods' values exceeds (>) its threshold. Rules can differ per
+feature drifts when any of its methods' values exceeds (>) its threshold; a categorical feature
+is decided by the rule's `categorical_method` (psi, jensen_shannon). Rules can differ per
 feature. The dataset drifts when any feature drifts, or, with `drift_share` set, when at least
 that share of the features drift. The default, psi or wasserstein, was chosen on a shift corpus
 (see the tests and benchmarks/drift_benchmark.py): wasserstein catches location, scale and
