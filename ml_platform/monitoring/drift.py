@@ -562,7 +562,9 @@ def compute_drift(
     override `rule` for the features they name.
 
     Columns are computed in `workers` threads (default: one per CPU, at most one per feature):
-    numpy's sort and searchsorted release the GIL; counting text categories does not. Bad input raises DriftInputError naming the
+    numpy's sort and searchsorted release the GIL. Text categories are counted first, in the
+    calling thread (hashing Python strings holds the GIL: running the counts in the pool beside
+    the numeric statistics measured no faster). Bad input raises DriftInputError naming the
     feature(s): missing, non-numeric (for a numeric feature), all-missing or infinite columns,
     unknown rule names.
     """
@@ -581,34 +583,28 @@ def compute_drift(
         raise DriftInputError(f"the current frame lacks reference feature(s): {', '.join(map(repr, missing))}")
     # Validate every column before the (costlier) statistics, so a bad frame fails fast.
     numeric = {f.name: _numeric_column(current, f.name, "current") for f in reference.features if f.kind == "numeric"}
-    text = {f.name: _column(current, f.name, "current") for f in reference.features if f.kind == "categorical"}
+    categorical = {f.name: _category_counts(_column(current, f.name, "current"))
+                   for f in reference.features if f.kind == "categorical"}
     n_nan = {name: int(np.count_nonzero(np.isnan(values))) for name, values in numeric.items()}
-
-    def rule_of(name: str) -> DriftRule:
-        return feature_rules.get(name, rule)
-
-    with ThreadPoolExecutor(min(workers or os.cpu_count() or 1, len(reference.features))) as pool:
-        # Counting categories holds the GIL (hashing Python strings) while the numeric statistics
-        # mostly release it (sorting): submitted first, the counts overlap the sorts.
-        counting = {name: pool.submit(_category_counts, column) for name, column in text.items()}
-        measuring = {
-            f.name: pool.submit(_feature_drift, f, numeric[f.name], n_nan[f.name], rule_of(f.name), epsilon)
-            for f in reference.features if f.kind == "numeric" and n_nan[f.name] < len(current)
-        }
-        counts = {name: future.result() for name, future in counting.items()}
-        n_nan |= {name: n_missing for name, (_, n_missing) in counts.items()}
-        all_nan = [f.name for f in reference.features if n_nan[f.name] == len(current)]
-        if all_nan:
-            for future in measuring.values():
-                future.cancel()
-            raise DriftInputError(
-                f"feature(s) {', '.join(map(repr, all_nan))} are all-missing in the current frame: no drift can be measured"
-            )
-        results = tuple(
-            _categorical_drift(f, counts[f.name][0], n_nan[f.name], rule_of(f.name), epsilon)
-            if isinstance(f, CategoricalSummary) else measuring[f.name].result()
-            for f in reference.features
+    n_nan |= {name: n_missing for name, (_, n_missing) in categorical.items()}
+    all_nan = [f.name for f in reference.features if n_nan[f.name] == len(current)]
+    if all_nan:
+        raise DriftInputError(
+            f"feature(s) {', '.join(map(repr, all_nan))} are all-missing in the current frame: no drift can be measured"
         )
+
+    def one(summary: AnySummary) -> FeatureDrift:
+        feature_rule = feature_rules.get(summary.name, rule)
+        if isinstance(summary, CategoricalSummary):
+            return _categorical_drift(summary, categorical[summary.name][0], n_nan[summary.name], feature_rule, epsilon)
+        return _feature_drift(summary, numeric[summary.name], n_nan[summary.name], feature_rule, epsilon)
+
+    n_workers = min(workers or os.cpu_count() or 1, len(reference.features))
+    if n_workers > 1:
+        with ThreadPoolExecutor(n_workers) as pool:
+            results = tuple(pool.map(one, reference.features))
+    else:
+        results = tuple(map(one, reference.features))
 
     share = sum(r.drifted for r in results) / len(results)
     dataset_drift = share > 0 if drift_share is None else share >= drift_share
