@@ -25,6 +25,22 @@ DRIFT_COLUMNS = ["feature", "kind", "psi", "ks_statistic", "ks_precision", "wass
 ACCURACY_COLUMNS = ["accuracy", "value", "interval_95", "rows", "on", "calibration", "threshold", "at"]
 
 
+def accuracy_row(what: str, metadata: dict[str, Any], at: str) -> dict[str, Any]:
+    """One line of the accuracy table from the metadata of estimated_accuracy (`what` "estimated")
+    or production_model_accuracy ("realized")."""
+    estimated = what == "estimated"
+    return {
+        "accuracy": what,
+        "value": metadata.get("estimated_accuracy" if estimated else "accuracy"),
+        "interval_95": metadata.get("interval_95", ""),
+        "rows": metadata.get("rows" if estimated else "labelled_rows"),
+        "on": metadata.get("estimated_on", "labelled rows"),
+        "calibration": metadata.get("calibration", ""),
+        "threshold": metadata.get("threshold"),
+        "at": at,
+    }
+
+
 @dataclass(frozen=True)
 class FailedCheck:
     severity: str

@@ -40,7 +40,7 @@ from ml_platform.monitoring.checks import (
     production_accuracy,
     require_same_features,
 )
-from ml_platform.monitoring.report import FailedCheck, render_report
+from ml_platform.monitoring.report import FailedCheck, accuracy_row, render_report
 from ml_platform.orchestration.alerting import AlertingResource
 from ml_platform.orchestration.config import config_class
 from ml_platform.orchestration.metadata import frame_table, plain_metadata
@@ -138,7 +138,9 @@ class MonitoringDefinitions:
 def build_monitoring(model: DeclaredModel) -> MonitoringDefinitions:
     names = ModelNames(model.name)
     checks = model.declaration.checks
-    MonitoringConfig = config_class("MonitoringConfig", checks, only=(DATA_DRIFT, MISSING_VALUES, PREDICTION_DRIFT, "production_accuracy", ESTIMATED_ACCURACY),
+    MonitoringConfig = config_class(
+        "MonitoringConfig", checks,
+        only=("data_drift", "missing_values", "prediction_drift", "production_accuracy", "estimated_accuracy"),
     )
     RunTimeConfig = config_class("RunTimeConfig", checks.run_time)
     asset = names.validated_data
@@ -298,21 +300,6 @@ def _latest_evaluations(instance: dg.DagsterInstance, names: ModelNames) -> dict
     return latest
 
 
-def accuracy_row(what: str, metadata: dict[str, Any], timestamp: float) -> dict[str, Any]:
-    """One line of the report's accuracy table from an accuracy check's metadata."""
-    estimated = what == "estimated"
-    return {
-        "accuracy": what,
-        "value": metadata.get("estimated_accuracy" if estimated else "accuracy"),
-        "interval_95": metadata.get("interval_95", ""),
-        "rows": metadata.get("rows" if estimated else "labelled_rows"),
-        "on": metadata.get("estimated_on", "labelled rows"),
-        "calibration": metadata.get("calibration", ""),
-        "threshold": metadata.get("threshold"),
-        "at": datetime.fromtimestamp(timestamp, timezone.utc).isoformat(timespec="seconds"),
-    }
-
-
 def report_result(
     instance: dg.DagsterInstance, names: ModelNames, registry: ModelRegistry, alerting: AlertingResource
 ) -> dg.MaterializeResult:
@@ -336,7 +323,8 @@ def report_result(
         if found := latest.get(dg.AssetCheckKey(names.validated_data, check)):
             metadata = plain_metadata(found[0].metadata)
             if metadata.get("evaluated"):
-                accuracy_rows.append(accuracy_row(what, metadata, found[1].event.timestamp))
+                at = datetime.fromtimestamp(found[1].event.timestamp, timezone.utc).isoformat(timespec="seconds")
+                accuracy_rows.append(accuracy_row(what, metadata, at))
 
     aliases = registry.aliases_by_version()
     version_rows = [

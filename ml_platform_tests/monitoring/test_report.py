@@ -92,10 +92,13 @@ def test_the_drift_chart_and_table_show_numeric_and_categorical_features() -> No
 
 
 def test_the_report_shows_the_estimated_accuracy_beside_the_realized_one() -> None:
+    from ml_platform.monitoring.report import accuracy_row
+
     accuracy_rows = [
-        {"accuracy": "estimated", "value": 0.81, "interval_95": "[0.7950, 0.8250]", "rows": 3000, "on": "unlabelled rows",
-         "calibration": "isotonic reliability measured on the holdout (800 rows)", "threshold": 0.7, "at": "t1"},
-        {"accuracy": "realized", "value": 0.83, "interval_95": "", "rows": 1000, "on": "labelled rows", "threshold": 0.7, "at": "t1"},
+        accuracy_row("estimated", {"estimated_accuracy": 0.81, "interval_95": "[0.7950, 0.8250]", "rows": 3000,
+                                   "estimated_on": "unlabelled rows", "threshold": 0.7,
+                                   "calibration": "isotonic reliability measured on the holdout (800 rows)"}, "t1"),
+        accuracy_row("realized", {"accuracy": 0.83, "labelled_rows": 1000, "threshold": 0.7}, "t1"),
     ]
     report = render_report(model="churn", failed_checks=[], drift_rows=[], version_rows=[], production_version="v1",
                            accuracy_rows=accuracy_rows, recent_alerts=[], generated_at="now")
