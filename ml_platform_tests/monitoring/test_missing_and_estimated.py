@@ -176,3 +176,14 @@ def test_the_drift_table_of_a_mixed_model_shows_each_kind_with_its_figures() -> 
     assert outcome.passed and table.set_index("feature").loc["region", "method"] == "jensen_shannon"
     with pytest.raises(NotEvaluated, match=r"features.region.method: ks does not apply to a categorical feature"):
         data_drift(reference, current, DataDriftCheck(features={"region": FeatureDriftOverride(method=["ks"])}))
+
+
+def test_an_all_missing_categorical_column_leaves_data_drift_not_evaluated_naming_it() -> None:
+    rng = np.random.default_rng(0)
+    train = pd.DataFrame({"x": rng.normal(size=1_000), "region": np.array(["n", "s"], dtype=object)[rng.integers(0, 2, 1_000)]})
+    reference = ModelReference(summarize_reference(train, categorical=["region"]), {"0": 1.0})
+    with pytest.raises(NotEvaluated, match=r"feature\(s\) 'region' are all-missing in the current frame"):
+        data_drift(reference, train.assign(region=None), DataDriftCheck())
+    # The missing-values check, by contrast, evaluates it: 100% against 0% at training.
+    outcome = missing_values(reference, train.assign(region=None), max_increase=0.10)
+    assert not outcome.passed and outcome.figures["failing_features"] == "region"
