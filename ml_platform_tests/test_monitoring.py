@@ -77,7 +77,7 @@ def test_missing_values_and_estimated_accuracy_evaluate_beside_the_realized_accu
     assert abs(estimated.metadata["estimated_accuracy"].value - realized.metadata["accuracy"].value) < 0.05
     lower, upper = estimated.metadata["lower"].value, estimated.metadata["upper"].value
     assert lower < estimated.metadata["estimated_accuracy"].value < upper
-    assert "holdout (800 rows)" in estimated.metadata["calibration"].value
+    assert "holdout (800 rows, 8 bins)" in estimated.metadata["calibration"].value
     report = result.asset_materializations_for_node("synth__monitoring_report")[0].metadata["report"].value
     section = report.split("## Production accuracy: estimated (before labels) and realized")[1].split("##")[0]
     assert "| estimated |" in section and "| realized |" in section and f"[{lower:.4f}, {upper:.4f}]" in section

@@ -13,6 +13,7 @@ from ml_platform.data.sources import DatasetSpec, FeatureSpec
 from ml_platform.declaration import DataDriftCheck, FeatureDriftOverride
 from ml_platform.monitoring.checks import (
     DRIFT_TABLE_COLUMNS,
+    MIN_CALIBRATION_ROWS,
     ModelReference,
     NotEvaluated,
     build_reference,
@@ -81,7 +82,7 @@ def test_the_check_fires_below_070_on_the_unlabelled_rows_only(fitted) -> None:
     assert outcome.figures["estimated_accuracy"] < 0.70
     assert abs(outcome.figures["estimated_accuracy"] - realized_accuracy(model, bad)) < 0.05
     assert outcome.description.startswith("Estimated accuracy dropped to ") and "(threshold: 70.00%)" in outcome.description
-    assert "holdout (2000 rows)" in outcome.figures["calibration"]
+    assert "holdout (2000 rows, 20 bins)" in outcome.figures["calibration"]
     # Every row labelled: estimated on all of them, to sit beside the realized accuracy.
     outcome = estimated_accuracy(model, good[FEATURES], good["y"], reference, 0.70)
     assert outcome.passed and outcome.figures["rows"] == 4_000 and outcome.figures["estimated_on"].startswith("all rows")
@@ -120,6 +121,17 @@ def test_a_model_without_probabilities_is_not_evaluated(fitted) -> None:
     with pytest.raises(NotEvaluated, match="no predicted probabilities"):
         estimated_accuracy(LabelsOnly(), frame[FEATURES], frame["y"], fitted[1], 0.70)
     assert build_reference(frame, SPEC, LabelsOnly()).calibration is None
+
+
+def test_a_holdout_too_small_to_calibrate_on_leaves_the_probabilities_as_they_are(fitted) -> None:
+    model = fitted[0]
+    small = build_reference(logistic_sample(5_000, 0), SPEC, model, logistic_sample(MIN_CALIBRATION_ROWS - 1, 1))
+    assert small.calibration is None
+    current = logistic_sample(2_000, 7)
+    outcome = estimated_accuracy(model, current[FEATURES], current["y"].where(current.index >= 1_000), small, 0.70)
+    assert outcome.figures["calibration"].startswith("assumed") and outcome.figures["rows"] == 1_000
+    raw = model.predict_proba(current[FEATURES].iloc[:1_000]).max(axis=1).mean()
+    assert outcome.figures["estimated_accuracy"] == pytest.approx(raw, rel=1e-12)
 
 
 def gappy_reference(training_missing: float) -> ModelReference:

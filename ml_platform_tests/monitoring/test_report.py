@@ -97,7 +97,7 @@ def test_the_report_shows_the_estimated_accuracy_beside_the_realized_one() -> No
     accuracy_rows = [
         accuracy_row("estimated", {"estimated_accuracy": 0.81, "interval_95": "[0.7950, 0.8250]", "rows": 3000,
                                    "estimated_on": "unlabelled rows", "threshold": 0.7,
-                                   "calibration": "isotonic reliability measured on the holdout (800 rows)"}, "t1"),
+                                   "calibration": "reliability table measured on the holdout (800 rows, 8 bins)"}, "t1"),
         accuracy_row("realized", {"accuracy": 0.83, "labelled_rows": 1000, "threshold": 0.7}, "t1"),
     ]
     report = render_report(model="churn", failed_checks=[], drift_rows=[], version_rows=[], production_version="v1",
