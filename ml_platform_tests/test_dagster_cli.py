@@ -44,8 +44,9 @@ def test_cli_runs_land_in_the_persistent_instance_reuse_stored_outputs_and_print
             e.dagster_event.event_specific_data.check_name: e.dagster_event.event_specific_data
             for e in instance.all_logs(first_run, of_type=dg.DagsterEventType.ASSET_CHECK_EVALUATION)
         }
-        assert set(evaluations) == {"pandera_schema", "accuracy_above_threshold", "data_drift", "prediction_drift",
-                                    "production_model_accuracy", "pipeline_run_time"}
+        assert set(evaluations) == {"pandera_schema", "accuracy_above_threshold", "data_drift", "missing_values",
+                                    "prediction_drift", "production_model_accuracy", "estimated_accuracy",
+                                    "pipeline_run_time"}
         assert evaluations["data_drift"].description == "not evaluated: no production model yet"
     assert registry_of(dagster_home).alias("production") == "v1"
 

@@ -50,7 +50,8 @@ def test_the_training_job_holds_no_monitoring_check_and_the_monitoring_job_never
         "breast_cancer/raw_data", "breast_cancer/validated_data", "breast_cancer/monitoring_report",
     }
     assert {k.name for k in monitoring.selection.resolve_checks(graph)} == {
-        "pandera_schema", "data_drift", "prediction_drift", "production_model_accuracy", "pipeline_run_time",
+        "pandera_schema", "data_drift", "missing_values", "prediction_drift", "production_model_accuracy",
+        "estimated_accuracy", "pipeline_run_time",
     }
     assert training.tags[TRAINING_TAG] == "breast_cancer" and training.tags[MODEL_TAG] == "breast_cancer"
 

@@ -8,7 +8,7 @@ import pytest
 from ml_platform.model.registry import ModelRegistry
 from ml_platform.monitoring.checks import REFERENCE_FILE, ModelReference
 from ml_platform.orchestration.monitoring import last_pipeline_run_seconds
-from ml_platform.orchestration.names import ModelNames
+from ml_platform.orchestration.names import MONITORING_CHECKS, ModelNames
 from ml_platform.orchestration.pipeline import build_pipeline_assets
 from ml_platform_tests.conftest import materialize, op_config, platform, registry_of, run_job, source_config, synthetic
 
@@ -40,7 +40,7 @@ def test_before_any_production_model_the_checks_say_so_and_do_not_pass(instance:
     result = monitor(instance)
     assert result.success  # monitoring never fails a run for what it finds
     evaluations = checks(result)
-    for name in ("data_drift", "prediction_drift", "production_model_accuracy"):
+    for name in MONITORING_CHECKS:
         assert not evaluations[name].passed and evaluations[name].severity == dg.AssetCheckSeverity.WARN
         assert evaluations[name].description == "not evaluated: no production model yet"
         assert evaluations[name].metadata["evaluated"].value is False
@@ -58,6 +58,40 @@ def test_training_stores_a_compact_drift_reference_with_the_version(trained, dag
     # past 10,000 (max_points) the grid stops growing with the training rows.
     assert all(f.complete for f in reference.features.features)
     assert len(raw) < 8 * 3_200 * 40
+    # The model's reliability, measured on the 800 holdout rows it was not fitted on.
+    calibration = reference.calibration
+    assert calibration is not None and calibration.measured_on == "holdout" and calibration.rows == 800
+    assert list(calibration.accuracy) == sorted(calibration.accuracy) and 0.5 <= calibration.accuracy[-1] <= 1.0
+
+
+def test_missing_values_and_estimated_accuracy_evaluate_beside_the_realized_accuracy(trained) -> None:
+    result = monitor(trained, fresh())
+    evaluations = checks(result)
+    missing = evaluations["missing_values"]
+    assert missing.passed and missing.metadata["failing_features"].value == "none"
+    assert missing.metadata["max_increase"].value == 0.10 and missing.metadata["alert_severity"].value == "MEDIUM"
+    estimated, realized = evaluations["estimated_accuracy"], evaluations["production_model_accuracy"]
+    assert estimated.passed and estimated.metadata["alert_severity"].value == "HIGH"
+    # Every row of the new sample is labelled: estimated on all 4,000, next to the realized accuracy.
+    assert estimated.metadata["rows"].value == 4_000 and estimated.metadata["estimated_on"].value.startswith("all rows")
+    assert abs(estimated.metadata["estimated_accuracy"].value - realized.metadata["accuracy"].value) < 0.05
+    lower, upper = estimated.metadata["lower"].value, estimated.metadata["upper"].value
+    assert lower < estimated.metadata["estimated_accuracy"].value < upper
+    assert "holdout (800 rows, 8 bins)" in estimated.metadata["calibration"].value
+    report = result.asset_materializations_for_node("synth__monitoring_report")[0].metadata["report"].value
+    section = report.split("## Production accuracy: estimated (before labels) and realized")[1].split("##")[0]
+    assert "| estimated |" in section and "| realized |" in section and f"[{lower:.4f}, {upper:.4f}]" in section
+
+
+def test_estimated_accuracy_fires_high_when_the_models_confidence_collapses(trained) -> None:
+    # The synthetic knob squeezes every input towards 0, where the model is unsure: its expected
+    # accuracy falls near 0.5. (The knob's labels still follow the undrifted inputs, a concept
+    # change CBPE cannot see: here the estimate is only checked against the threshold.)
+    result = monitor(trained, fresh(drift_features=[f"f{i}" for i in range(8)], drift_scale=0.05))
+    estimated = checks(result)["estimated_accuracy"]
+    assert not estimated.passed and estimated.metadata["estimated_accuracy"].value < 0.70
+    assert estimated.description.startswith("Estimated accuracy dropped to ") and "(threshold: 70.00%)" in estimated.description
+    assert estimated.metadata["alert_severity"].value == "HIGH"
 
 
 def test_no_drift_on_a_new_sample_of_the_same_population(trained, dagster_home) -> None:
@@ -132,7 +166,7 @@ def test_a_feature_set_change_is_reported_as_not_evaluated_not_as_a_pass(trained
     result = monitor(trained, {**source_config("synth", kind="csv", path=str(tmp_path / "other.csv")),
                                **op_config("synth", "validated_data", allow_new_classes=True)})
     assert result.success
-    for name in ("data_drift", "prediction_drift", "production_model_accuracy"):
+    for name in MONITORING_CHECKS:
         evaluation = checks(result)[name]
         assert not evaluation.passed and evaluation.metadata["evaluated"].value is False
         assert evaluation.description.startswith("not evaluated: the data's feature set differs from production v1's")
@@ -213,7 +247,7 @@ def test_a_damaged_production_model_never_stops_a_run_of_everything(instance: dg
         reason = "not evaluated: production v1 cannot be read: model version 'v1' not found"
     result = materialize(instance, DEFS, "*", run_config=fresh())
     assert result.success, [e.step_key for e in result.get_step_failure_events()]
-    for name in ("data_drift", "prediction_drift", "production_model_accuracy"):
+    for name in MONITORING_CHECKS:
         evaluation = checks(result)[name]
         assert not evaluation.passed and evaluation.description.startswith(reason), evaluation.description
         assert "\n" not in evaluation.description

@@ -73,6 +73,10 @@ DEFAULT_CHECK_RULES: dict[str, CheckRule] = {
     "production_model_accuracy": CheckRule(Severity.HIGH, "Consider retraining model with more recent data"),
     "data_drift": CheckRule(Severity.MEDIUM, "Review data pipeline and consider model retraining"),
     "prediction_drift": CheckRule(Severity.MEDIUM, "Review data pipeline and consider model retraining"),
+    "missing_values": CheckRule(Severity.MEDIUM, "Find which upstream change emptied the named columns and fix the source"),
+    "estimated_accuracy": CheckRule(
+        Severity.HIGH, "Expect lower accuracy once labels arrive: review the drifted features and consider retraining"
+    ),
     "pipeline_run_time": CheckRule(Severity.LOW, "Investigate performance bottlenecks"),
 }
 

@@ -32,8 +32,15 @@ Statistics (current column sorted once; everything else is searchsorted and pref
   std (Evidently's definition for numeric columns). A constant reference (std 0) is normalized by
   |mean| instead, or by 1 if the mean is 0 too (Evidently floors the std at 0.001 instead).
 
+Categorical features (named in `summarize_reference(..., categorical=...)`) keep their category
+counts (keyed by the values' text) and missing count. Against them: psi over the category shares,
+chi2_statistic / chi2_pvalue of the current counts against the reference shares (information
+only, as the KS p-value), and jensen_shannon, the Jensen-Shannon distance in base 2 (Evidently's).
+A category present on one side only has share 0 there (floored at epsilon for PSI and chi2).
+
 Drift rule: a `DriftRule` names the methods (any of psi, ks, wasserstein) and their thresholds; a
-feature drifts when any of its methods' values exceeds (>) its threshold. Rules can differ per
+feature drifts when any of its methods' values exceeds (>) its threshold; a categorical feature
+is decided by the rule's `categorical_method` (psi, jensen_shannon). Rules can differ per
 feature. The dataset drifts when any feature drifts, or, with `drift_share` set, when at least
 that share of the features drift. The default, psi or wasserstein, was chosen on a shift corpus
 (see the tests and benchmarks/drift_benchmark.py): wasserstein catches location, scale and
@@ -57,9 +64,10 @@ from typing import Any, Literal, get_args
 import numpy as np
 import pandas as pd
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 # Version 1 (a 1,001-point quantile sketch, keys ks_points/ks_count_*) is read as a bounded grid.
-READABLE_SCHEMA_VERSIONS = (1, 2)
+# Version 3 adds categorical features (entries with "kind": "categorical"); numeric ones are as in 2.
+READABLE_SCHEMA_VERSIONS = (1, 2, 3)
 DEFAULT_N_BINS = 10
 DEFAULT_MAX_POINTS = 10_000
 # Floor for bin proportions so an empty bin gives a large but finite log() term.
@@ -71,6 +79,13 @@ DEFAULT_METHOD: tuple[str, ...] = ("psi", "wasserstein")
 DEFAULT_PSI_THRESHOLD = 0.2
 DEFAULT_KS_THRESHOLD = 0.1
 DEFAULT_WASSERSTEIN_THRESHOLD = 0.1
+# Categorical features: PSI over category shares and the Jensen-Shannon distance (base 2, in
+# [0, 1], Evidently's definition and default threshold 0.1) decide; chi-squared is information
+# only (like the KS p-value, it is ~0 at monitoring volumes for any trivial change).
+CategoricalDriftMethod = Literal["psi", "jensen_shannon"]
+CATEGORICAL_METHODS: tuple[str, ...] = get_args(CategoricalDriftMethod)
+DEFAULT_CATEGORICAL_METHOD: tuple[str, ...] = ("psi", "jensen_shannon")
+DEFAULT_JENSEN_SHANNON_THRESHOLD = 0.1
 # Up to this effective n the finite-n Kolmogorov distribution (`scipy.stats.kstwo`) is used, which
 # is what `scipy.stats.ks_2samp(method="asymp")` does. Above it kstwo.sf costs ~1 us per unit of n
 # (about 0.5 s at n = 500,000), so the asymptotic Kolmogorov distribution is used instead; it is
@@ -209,12 +224,49 @@ class FeatureSummary:
         two grid points): the KS statistic and the Wasserstein distance are then exact."""
         return bool(np.array_equal(self.grid_count_le[:-1], self.grid_count_lt[1:]))
 
+    @property
+    def kind(self) -> str:
+        return "numeric"
+
+
+@dataclass(frozen=True)
+class CategoricalSummary:
+    """One categorical reference feature: the count of each category (as text) and of missing values."""
+
+    name: str
+    categories: tuple[str, ...]  # sorted, distinct
+    category_counts: tuple[int, ...]
+    n_missing: int
+
+    def __post_init__(self) -> None:
+        problems = []
+        if len(self.categories) != len(self.category_counts) or not self.categories:
+            problems.append("categories and category_counts must be equally long and non-empty")
+        elif list(self.categories) != sorted(set(self.categories)):
+            problems.append("categories must be sorted and distinct")
+        if any(c <= 0 for c in self.category_counts):
+            problems.append("category_counts must be positive")
+        if problems:
+            raise ValueError(f"invalid summary for feature {self.name!r}: " + "; ".join(problems))
+
+    @property
+    def count(self) -> int:
+        """Non-missing reference values."""
+        return sum(self.category_counts)
+
+    @property
+    def kind(self) -> str:
+        return "categorical"
+
+
+AnySummary = FeatureSummary | CategoricalSummary
+
 
 @dataclass(frozen=True)
 class ReferenceSummary:
     """Compact per-feature reference statistics; round-trips through JSON via to_dict/from_dict."""
 
-    features: tuple[FeatureSummary, ...]
+    features: tuple[AnySummary, ...]
     n_rows: int
     n_bins: int
     max_points: int
@@ -230,7 +282,11 @@ class ReferenceSummary:
     def feature_names(self) -> tuple[str, ...]:
         return tuple(f.name for f in self.features)
 
-    def feature(self, name: str) -> FeatureSummary:
+    @property
+    def categorical_names(self) -> tuple[str, ...]:
+        return tuple(f.name for f in self.features if f.kind == "categorical")
+
+    def feature(self, name: str) -> AnySummary:
         for f in self.features:
             if f.name == name:
                 return f
@@ -248,7 +304,11 @@ class ReferenceSummary:
             "n_bins": self.n_bins,
             "max_points": self.max_points,
             "grid_encoding": "base64 of little-endian float64 (points) and int64 (counts)",
-            "features": [{k: _plain(k, getattr(f, k)) for k in (x.name for x in fields(f))} for f in self.features],
+            "features": [
+                {k: _plain(k, getattr(f, k)) for k in (x.name for x in fields(f))}
+                | ({"kind": "categorical"} if f.kind == "categorical" else {})
+                for f in self.features
+            ],
         }
 
     @classmethod
@@ -260,6 +320,11 @@ class ReferenceSummary:
             )
         # Version 1 stored the same grid (a bounded one: 1,001 quantiles) as lists under ks_* keys.
         features = tuple(
+            CategoricalSummary(
+                name=str(f["name"]), categories=tuple(map(str, f["categories"])),
+                category_counts=tuple(map(int, f["category_counts"])), n_missing=int(f["n_missing"]),
+            )
+            if f.get("kind") == "categorical" else
             FeatureSummary(
                 name=str(f["name"]),
                 count=int(f["count"]),
@@ -296,13 +361,15 @@ def summarize_reference(
     reference: pd.DataFrame,
     features: Sequence[str] | None = None,
     *,
+    categorical: Sequence[str] = (),
     n_bins: int = DEFAULT_N_BINS,
     max_points: int = DEFAULT_MAX_POINTS,
 ) -> ReferenceSummary:
     """Build the summary from the training (reference) frame; `features` defaults to all columns.
 
     A feature with at most `max_points` distinct values keeps all of them (exact statistics);
-    one with more keeps `max_points` quantiles (bounded statistics). JSON: 32 bytes a grid point."""
+    one with more keeps `max_points` quantiles (bounded statistics). JSON: 32 bytes a grid point.
+    The features named in `categorical` keep their category counts instead (values as text)."""
     if n_bins < 2:
         raise ValueError(f"n_bins must be at least 2, got {n_bins}")
     if max_points < 2:
@@ -312,8 +379,11 @@ def summarize_reference(
     names = list(reference.columns) if features is None else list(features)
     edge_probs = np.arange(1, n_bins) / n_bins
     grid_probs = np.linspace(0.0, 1.0, max_points)
-    summaries = []
+    summaries: list[AnySummary] = []
     for name in names:
+        if name in categorical:
+            summaries.append(_summarize_categorical(reference, name))
+            continue
         values = _numeric_column(reference, name, "reference")
         missing = np.isnan(values)
         n_missing = int(missing.sum())
@@ -361,6 +431,15 @@ def summarize_reference(
     return ReferenceSummary(features=tuple(summaries), n_rows=len(reference), n_bins=n_bins, max_points=max_points)
 
 
+def _summarize_categorical(reference: pd.DataFrame, name: str) -> CategoricalSummary:
+    counts, n_missing = _category_counts(_column(reference, name, "reference"))
+    if counts.empty:
+        raise ValueError(f"feature {name!r} is all-missing in the reference frame")
+    return CategoricalSummary(
+        name=str(name), categories=tuple(counts.index), category_counts=tuple(int(c) for c in counts), n_missing=n_missing
+    )
+
+
 # --------------------------------------------------------------------------------------------------
 # Drift of a current frame against the summary
 # --------------------------------------------------------------------------------------------------
@@ -369,53 +448,76 @@ def summarize_reference(
 @dataclass(frozen=True)
 class DriftRule:
     """Which statistics decide, and their thresholds: any method whose value exceeds (>) its
-    threshold flags the feature."""
+    threshold flags the feature. `method` applies to numeric features, `categorical_method` to
+    categorical ones (PSI's threshold is shared: it means the same on bins as on categories)."""
 
     method: tuple[str, ...] = DEFAULT_METHOD
     psi_threshold: float = DEFAULT_PSI_THRESHOLD
     ks_threshold: float = DEFAULT_KS_THRESHOLD
     wasserstein_threshold: float = DEFAULT_WASSERSTEIN_THRESHOLD
+    categorical_method: tuple[str, ...] = DEFAULT_CATEGORICAL_METHOD
+    jensen_shannon_threshold: float = DEFAULT_JENSEN_SHANNON_THRESHOLD
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "method", tuple(self.method))
-        unknown = [m for m in self.method if m not in DRIFT_METHODS]
-        if not self.method or unknown:
-            raise ValueError(f"drift method must be a non-empty list of {', '.join(DRIFT_METHODS)}; got {list(self.method)}")
-        bad = [m for m in DRIFT_METHODS if not self.threshold(m) > 0]
+        object.__setattr__(self, "categorical_method", tuple(self.categorical_method))
+        for field_name, allowed in (("method", DRIFT_METHODS), ("categorical_method", CATEGORICAL_METHODS)):
+            methods = getattr(self, field_name)
+            if not methods or any(m not in allowed for m in methods):
+                raise ValueError(f"drift {field_name} must be a non-empty list of {', '.join(allowed)}; got {list(methods)}")
+        bad = [m for m in (*DRIFT_METHODS, "jensen_shannon") if not self.threshold(m) > 0]
         if bad:
             raise ValueError(f"drift threshold(s) must be positive: {', '.join(f'{m}_threshold' for m in bad)}")
 
     def threshold(self, method: str) -> float:
         return float(getattr(self, f"{method}_threshold"))
 
+    def methods(self, kind: str) -> tuple[str, ...]:
+        """The methods that decide for a feature of this kind."""
+        return self.categorical_method if kind == "categorical" else self.method
+
 
 @dataclass(frozen=True)
 class FeatureDrift:
+    """One feature's figures; those of the other kind are None (numeric: psi, ks, wasserstein;
+    categorical: psi, chi2, jensen_shannon)."""
+
     feature: str
+    kind: str  # numeric | categorical
     psi: float
-    ks_statistic: float  # exact, or the middle of its guaranteed interval
-    ks_bound: float  # |ks_statistic - exact D| <= ks_bound; 0.0: exact
-    ks_pvalue: float  # information only: it does not decide drift
-    wasserstein: float  # W1 / reference std; exact, or the middle of its guaranteed interval
-    wasserstein_bound: float  # |wasserstein - exact| <= wasserstein_bound; 0.0: exact
+    ks_statistic: float | None  # exact, or the middle of its guaranteed interval
+    ks_bound: float | None  # |ks_statistic - exact D| <= ks_bound; 0.0: exact
+    ks_pvalue: float | None  # information only: it does not decide drift
+    wasserstein: float | None  # W1 / reference std; exact, or the middle of its guaranteed interval
+    wasserstein_bound: float | None  # |wasserstein - exact| <= wasserstein_bound; 0.0: exact
+    chi2_statistic: float | None  # information only, as is its p-value
+    chi2_pvalue: float | None
+    jensen_shannon: float | None  # base 2, in [0, 1]
+    unseen_categories: tuple[str, ...]  # current categories the reference lacks (the most frequent 10)
     rule: DriftRule
     fired: tuple[str, ...]  # the rule's methods whose value exceeds their threshold
     n_current: int  # non-missing current values used
-    n_missing: int  # NaNs dropped from the current column
+    n_missing: int  # missing values dropped from the current column
 
     @property
     def drifted(self) -> bool:
         return bool(self.fired)
 
-    def value(self, method: str) -> float:
-        return {"psi": self.psi, "ks": self.ks_statistic, "wasserstein": self.wasserstein}[method]
+    @property
+    def methods(self) -> tuple[str, ...]:
+        return self.rule.methods(self.kind)
+
+    def value(self, method: str) -> float | None:
+        return {"psi": self.psi, "ks": self.ks_statistic, "wasserstein": self.wasserstein,
+                "jensen_shannon": self.jensen_shannon}[method]
 
     def row(self) -> dict[str, Any]:
-        """Flat: the rule's fields become columns (method as 'psi, wasserstein')."""
-        flat = {k: v for k, v in asdict(self).items() if k not in ("rule", "fired")}
-        rule = asdict(self.rule)
-        return {**flat, **rule, "method": ", ".join(self.rule.method), "fired": ", ".join(self.fired),
-                "drifted": self.drifted}
+        """Flat: the rule's thresholds become columns, method the ones deciding for this feature
+        (as 'psi, wasserstein')."""
+        flat = {k: v for k, v in asdict(self).items() if k not in ("rule", "fired", "unseen_categories")}
+        thresholds = {k: v for k, v in asdict(self.rule).items() if k.endswith("_threshold")}
+        return {**flat, **thresholds, "method": ", ".join(self.methods), "fired": ", ".join(self.fired),
+                "unseen_categories": ", ".join(self.unseen_categories), "drifted": self.drifted}
 
 
 @dataclass(frozen=True)
@@ -455,12 +557,16 @@ def compute_drift(
     epsilon: float = DEFAULT_EPSILON,
     workers: int | None = None,
 ) -> DriftReport:
-    """PSI, KS and Wasserstein per reference feature of `current`; columns the reference lacks
-    are ignored. `feature_rules` override `rule` for the features they name.
+    """PSI, KS and Wasserstein per numeric reference feature of `current`, PSI, chi-squared and
+    Jensen-Shannon per categorical one; columns the reference lacks are ignored. `feature_rules`
+    override `rule` for the features they name.
 
     Columns are computed in `workers` threads (default: one per CPU, at most one per feature):
-    numpy's sort and searchsorted release the GIL. Bad input raises DriftInputError
-    naming the feature(s): missing, non-numeric, all-NaN or infinite columns, unknown rule names.
+    numpy's sort and searchsorted release the GIL. Text categories are counted first, in the
+    calling thread (hashing Python strings holds the GIL: running the counts in the pool beside
+    the numeric statistics measured no faster). Bad input raises DriftInputError naming the
+    feature(s): missing, non-numeric (for a numeric feature), all-missing or infinite columns,
+    unknown rule names.
     """
     if not 0.0 < (drift_share if drift_share is not None else 1.0) <= 1.0:
         raise ValueError(f"drift_share must be in (0, 1], got {drift_share}")
@@ -476,18 +582,22 @@ def compute_drift(
     if missing:
         raise DriftInputError(f"the current frame lacks reference feature(s): {', '.join(map(repr, missing))}")
     # Validate every column before the (costlier) statistics, so a bad frame fails fast.
-    columns = {f.name: _numeric_column(current, f.name, "current") for f in reference.features}
-    n_nan = {name: int(np.count_nonzero(np.isnan(values))) for name, values in columns.items()}
-    all_nan = [name for name, values in columns.items() if n_nan[name] == values.size]
+    numeric = {f.name: _numeric_column(current, f.name, "current") for f in reference.features if f.kind == "numeric"}
+    categorical = {f.name: _category_counts(_column(current, f.name, "current"))
+                   for f in reference.features if f.kind == "categorical"}
+    n_nan = {name: int(np.count_nonzero(np.isnan(values))) for name, values in numeric.items()}
+    n_nan |= {name: n_missing for name, (_, n_missing) in categorical.items()}
+    all_nan = [f.name for f in reference.features if n_nan[f.name] == len(current)]
     if all_nan:
         raise DriftInputError(
-            f"feature(s) {', '.join(map(repr, all_nan))} are all-NaN in the current frame: no drift can be measured"
+            f"feature(s) {', '.join(map(repr, all_nan))} are all-missing in the current frame: no drift can be measured"
         )
 
-    def one(summary: FeatureSummary) -> FeatureDrift:
-        return _feature_drift(
-            summary, columns[summary.name], n_nan[summary.name], feature_rules.get(summary.name, rule), epsilon
-        )
+    def one(summary: AnySummary) -> FeatureDrift:
+        feature_rule = feature_rules.get(summary.name, rule)
+        if isinstance(summary, CategoricalSummary):
+            return _categorical_drift(summary, categorical[summary.name][0], n_nan[summary.name], feature_rule, epsilon)
+        return _feature_drift(summary, numeric[summary.name], n_nan[summary.name], feature_rule, epsilon)
 
     n_workers = min(workers or os.cpu_count() or 1, len(reference.features))
     if n_workers > 1:
@@ -525,15 +635,64 @@ def _feature_drift(summary: FeatureSummary, values: np.ndarray, n_missing: int, 
     values_by_method = {"psi": psi, "ks": ks, "wasserstein": wasserstein}
     return FeatureDrift(
         feature=summary.name,
+        kind="numeric",
         psi=psi,
         ks_statistic=ks,
         ks_bound=ks_bound,
         ks_pvalue=_ks_pvalue(ks, summary.count, s.size),
         wasserstein=wasserstein,
         wasserstein_bound=wasserstein_bound,
+        chi2_statistic=None,
+        chi2_pvalue=None,
+        jensen_shannon=None,
+        unseen_categories=(),
         rule=rule,
         fired=tuple(m for m in rule.method if values_by_method[m] > rule.threshold(m)),
         n_current=int(s.size),
+        n_missing=n_missing,
+    )
+
+
+# Unseen categories listed by name in a FeatureDrift (all of them count in the statistics).
+MAX_UNSEEN_LISTED = 10
+
+
+def _categorical_drift(summary: CategoricalSummary, observed: pd.Series, n_missing: int, rule: DriftRule,
+                       epsilon: float) -> FeatureDrift:
+    """PSI over category shares, chi-squared of the current counts against the reference shares,
+    and the Jensen-Shannon distance, over the reference's categories plus the unseen ones (a
+    category absent on one side has share 0; PSI and chi-squared floor shares at `epsilon`)."""
+    from scipy import stats  # imported on first use, as for the KS p-value
+    from scipy.spatial import distance
+
+    counts = observed.reindex(summary.categories, fill_value=0).to_numpy()
+    unseen = observed[~observed.index.isin(summary.categories)].sort_values(ascending=False, kind="stable")
+    ref = np.r_[np.asarray(summary.category_counts, dtype=np.float64), np.zeros(unseen.size)]
+    cur = np.r_[counts.astype(np.float64), unseen.to_numpy(dtype=np.float64)]
+    psi = population_stability_index(ref, cur, epsilon=epsilon)
+    ref_share, cur_share = ref / ref.sum(), cur / cur.sum()
+    floored = np.maximum(ref_share, epsilon)
+    expected = floored / floored.sum() * cur.sum()
+    chi2 = float(np.sum((cur - expected) ** 2 / expected))
+    chi2_pvalue = float(stats.chi2.sf(chi2, max(cur.size - 1, 1)))
+    jensen_shannon = float(distance.jensenshannon(ref_share, cur_share, base=2))
+    values_by_method = {"psi": psi, "jensen_shannon": jensen_shannon}
+    return FeatureDrift(
+        feature=summary.name,
+        kind="categorical",
+        psi=psi,
+        ks_statistic=None,
+        ks_bound=None,
+        ks_pvalue=None,
+        wasserstein=None,
+        wasserstein_bound=None,
+        chi2_statistic=chi2,
+        chi2_pvalue=chi2_pvalue,
+        jensen_shannon=jensen_shannon,
+        unseen_categories=tuple(unseen.index[:MAX_UNSEEN_LISTED]),
+        rule=rule,
+        fired=tuple(m for m in rule.categorical_method if values_by_method[m] > rule.threshold(m)),
+        n_current=int(cur.sum()),
         n_missing=n_missing,
     )
 
@@ -664,15 +823,35 @@ def _centred_prefix_sums(sorted_values: np.ndarray, centre: float, indices: Sequ
 
 def _numeric_column(frame: pd.DataFrame, name: str, which: str) -> np.ndarray:
     """The column as float64 with NaN for missing values; DriftInputError naming the feature otherwise."""
+    column = _column(frame, name, which)
+    dtype = column.dtype
+    if not pd.api.types.is_numeric_dtype(dtype) or pd.api.types.is_complex_dtype(dtype):
+        raise DriftInputError(f"feature {name!r} in the {which} frame is not numeric (dtype {dtype})")
+    return column.to_numpy(dtype=np.float64, na_value=np.nan)
+
+
+def _category_counts(column: pd.Series) -> tuple[pd.Series, int]:
+    """(count of each value present, number of missing values) in one hash pass.
+
+    On 1e6 freshly loaded Python strings (object dtype) value_counts(dropna=False) took 0.06 s,
+    isna() plus value_counts() 0.18 s and pd.Categorical(values, categories=...).codes 0.12 s
+    (measured; text in pandas' string dtype is several times faster still)."""
+    counts = column.value_counts(sort=False, dropna=False)
+    missing = counts.index.isna()
+    observed = counts[~missing & (counts.to_numpy() > 0)]  # a Categorical lists its unused categories too
+    # Keyed by text, as the reference's JSON is (1 and "1" are one category); few keys, cheap.
+    observed = observed.groupby(observed.index.astype(str)).sum().sort_index()
+    return observed, int(counts[missing].sum())
+
+
+def _column(frame: pd.DataFrame, name: str, which: str) -> pd.Series:
+    """The feature's one column; DriftInputError naming it when it is absent or duplicated."""
     if name not in frame.columns:
         raise DriftInputError(f"the {which} frame lacks feature {name!r}")
     column = frame[name]
     if isinstance(column, pd.DataFrame):
         raise DriftInputError(f"feature {name!r} appears more than once in the {which} frame")
-    dtype = column.dtype
-    if not pd.api.types.is_numeric_dtype(dtype) or pd.api.types.is_complex_dtype(dtype):
-        raise DriftInputError(f"feature {name!r} in the {which} frame is not numeric (dtype {dtype})")
-    return column.to_numpy(dtype=np.float64, na_value=np.nan)
+    return column
 
 
 def _linear_quantiles(sorted_values: np.ndarray, probs: np.ndarray) -> np.ndarray:

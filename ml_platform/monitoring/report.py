@@ -17,8 +17,28 @@ from typing import Any
 
 SEVERITY_ORDER = ("HIGH", "MEDIUM", "LOW")
 # What the report shows of the data_drift check's per-feature table ("fired": the method(s) that flagged it).
-DRIFT_COLUMNS = ["feature", "psi", "ks_statistic", "ks_precision", "wasserstein", "wasserstein_precision",
-                 "rule", "fired", "drifted"]
+DRIFT_COLUMNS = ["feature", "kind", "psi", "ks_statistic", "ks_precision", "wasserstein", "wasserstein_precision",
+                 "chi2_statistic", "jensen_shannon", "unseen_categories", "rule", "fired", "drifted"]
+
+
+# The estimated_accuracy and production_model_accuracy checks' latest figures, side by side.
+ACCURACY_COLUMNS = ["accuracy", "value", "interval_95", "rows", "on", "calibration", "threshold", "at"]
+
+
+def accuracy_row(what: str, metadata: dict[str, Any], at: str) -> dict[str, Any]:
+    """One line of the accuracy table from the metadata of estimated_accuracy (`what` "estimated")
+    or production_model_accuracy ("realized")."""
+    estimated = what == "estimated"
+    return {
+        "accuracy": what,
+        "value": metadata.get("estimated_accuracy" if estimated else "accuracy"),
+        "interval_95": metadata.get("interval_95", ""),
+        "rows": metadata.get("rows" if estimated else "labelled_rows"),
+        "on": metadata.get("estimated_on", "labelled rows"),
+        "calibration": metadata.get("calibration", ""),
+        "threshold": metadata.get("threshold"),
+        "at": at,
+    }
 
 
 @dataclass(frozen=True)
@@ -52,8 +72,9 @@ def _text(x: float, y: float, text: str, anchor: str = "start", size: int = 11) 
     return f'<text x="{x:.1f}" y="{y:.1f}" font-size="{size}" text-anchor="{anchor}" font-family="sans-serif">{safe}</text>'
 
 
+# Numeric features have the first three, categorical ones PSI and Jensen-Shannon (n/a elsewhere).
 DRIFT_PANELS = (("psi", "psi", "PSI"), ("ks", "ks_statistic", "KS statistic D"),
-                ("wasserstein", "wasserstein", "Wasserstein / std"))
+                ("wasserstein", "wasserstein", "Wasserstein / std"), ("jensen_shannon", "jensen_shannon", "Jensen-Shannon"))
 FIRED, DECIDING, INFORMATION = "#d9534f", "#5b9bd5", "#c8c8c8"
 
 
@@ -66,8 +87,15 @@ def drift_rule(row: dict[str, Any]) -> str:
     return " or ".join(f"{m} > {float(row[f'{m}_threshold']):g}" for m in _methods(row, "method"))
 
 
+def _figure(row: dict[str, Any], column: str) -> float | None:
+    """A statistic of the row, None where it does not apply to the feature's kind (None or NaN in the table)."""
+    value = row.get(column)
+    return None if value is None or value != value else float(value)
+
+
 def drift_chart(drift_rows: Sequence[dict[str, Any]]) -> str:
-    """One panel per statistic (PSI, KS D, normalized Wasserstein), a bar per feature: red where
+    """One panel per statistic (PSI, KS D, normalized Wasserstein for numeric features, PSI and
+    Jensen-Shannon for categorical ones; n/a where a statistic does not apply), a bar per feature: red where
     that method fired, blue where it decides for the feature but stayed below its threshold
     (the black tick), grey where it is information only. Each panel is scaled to at most
     3x its largest threshold, so one huge value does not flatten the rest; longer bars are cut
@@ -82,14 +110,18 @@ def drift_chart(drift_rows: Sequence[dict[str, Any]]) -> str:
         parts.append(_text(label_width - 6, top + i * (bar + gap) + bar - 3, str(row["feature"]), anchor="end"))
     for p, (method, column, title) in enumerate(DRIFT_PANELS):
         left = label_width + p * (panel_width + gap_x)
-        thresholds = [float(r[f"{method}_threshold"]) for r in drift_rows]
-        values = [float(r[column]) for r in drift_rows]
-        top_value = min(max([*values, 1.5 * max(thresholds)]), 3 * max(thresholds))
+        thresholds = [float(r.get(f"{method}_threshold") or 0.0) for r in drift_rows]
+        values = [_figure(r, column) for r in drift_rows]
+        limit = max(thresholds) or 1.0  # rows of an older table lack the Jensen-Shannon threshold
+        top_value = min(max([*(v for v in values if v is not None), 1.5 * limit]), 3 * limit)
         scale = (panel_width - 40) / top_value
         parts.append(_text(left, top - 10, title, size=11))
         parts.append(f'<line x1="{left}" y1="{top - 4}" x2="{left}" y2="{height - 16}" stroke="#999"/>')
         for i, (row, value, threshold) in enumerate(zip(drift_rows, values, thresholds)):
             y = top + i * (bar + gap)
+            if value is None:
+                parts.append(_text(left + 4, y + bar - 3, "n/a", size=10))
+                continue
             colour = FIRED if method in _methods(row, "fired") else DECIDING if method in _methods(row, "method") else INFORMATION
             length = min(value, top_value) * scale
             parts.append(f'<rect x="{left}" y="{y}" width="{max(length, 1):.1f}" height="{bar}" fill="{colour}"/>')
@@ -151,6 +183,7 @@ def render_report(
     drift_rows: Sequence[dict[str, Any]],
     version_rows: Sequence[dict[str, Any]],
     production_version: str | None,
+    accuracy_rows: Sequence[dict[str, Any]] = (),
     recent_alerts: Sequence[dict[str, Any]],
     generated_at: str,
 ) -> str:
@@ -172,6 +205,8 @@ def render_report(
     if drift_rows:
         sections.append(f"![Data drift per feature]({drift_chart(drift_rows)})")
     sections += [
+        "## Production accuracy: estimated (before labels) and realized",
+        markdown_table(list(accuracy_rows), ACCURACY_COLUMNS),
         "## Last model versions",
         markdown_table(version_rows, ["version", "created_at", "aliases", "accuracy", "f1", "roc_auc", "rows"]),
     ]

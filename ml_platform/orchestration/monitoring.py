@@ -1,5 +1,5 @@
-"""One declared model's monitoring: the drift, prediction-drift and production-accuracy checks
-on <model>/validated_data, the run-time check on <model>/production_model, and
+"""One declared model's monitoring: the drift, missing-values, prediction-drift, production-accuracy
+and estimated-accuracy checks on <model>/validated_data, the run-time check on <model>/production_model, and
 <model>/monitoring_report.
 
 Monitoring is off the training path: these checks belong to the model's monitoring job, never
@@ -34,16 +34,20 @@ from ml_platform.monitoring.checks import (
     ModelReference,
     NotEvaluated,
     data_drift,
+    estimated_accuracy,
+    missing_values,
     prediction_drift,
     production_accuracy,
     require_same_features,
 )
-from ml_platform.monitoring.report import FailedCheck, render_report
+from ml_platform.monitoring.report import FailedCheck, accuracy_row, render_report
 from ml_platform.orchestration.alerting import AlertingResource
 from ml_platform.orchestration.config import config_class
 from ml_platform.orchestration.metadata import frame_table, plain_metadata
 from ml_platform.orchestration.names import (
     DATA_DRIFT,
+    ESTIMATED_ACCURACY,
+    MISSING_VALUES,
     MONITORING_CHECKS,
     PREDICTION_DRIFT,
     PRODUCTION_ACCURACY,
@@ -64,7 +68,8 @@ def _result(check: str, asset: dg.AssetKey, outcome: CheckOutcome, severity: str
         severity=dg.AssetCheckSeverity.WARN,
         description=outcome.description,
         metadata={
-            **outcome.figures,
+            # Dicts (class shares, missing shares) as JSON: Dagster's metadata takes no plain dict.
+            **{k: dg.MetadataValue.json(v) if isinstance(v, dict) else v for k, v in outcome.figures.items()},
             **metadata,
             "evaluated": True,
             "alert_severity": severity,
@@ -133,12 +138,19 @@ class MonitoringDefinitions:
 def build_monitoring(model: DeclaredModel) -> MonitoringDefinitions:
     names = ModelNames(model.name)
     checks = model.declaration.checks
-    MonitoringConfig = config_class("MonitoringConfig", checks, only=("data_drift", "prediction_drift", "production_accuracy"))
+    MonitoringConfig = config_class(
+        "MonitoringConfig", checks,
+        only=("data_drift", "missing_values", "prediction_drift", "production_accuracy", "estimated_accuracy"),
+    )
     RunTimeConfig = config_class("RunTimeConfig", checks.run_time)
     asset = names.validated_data
     descriptions = {
-        DATA_DRIFT: "PSI, KS statistic and normalized Wasserstein distance of every feature of the newest validated data "
-                    "against the production model's training data, decided by the declared method(s).",
+        DATA_DRIFT: "PSI, KS statistic and normalized Wasserstein distance of every numeric feature, PSI, chi-squared and "
+                    "Jensen-Shannon distance of every categorical one, of the newest validated data against the production "
+                    "model's training data, decided by the declared method(s).",
+        MISSING_VALUES: "Each feature's share of missing values in the newest data against its share in the training data.",
+        ESTIMATED_ACCURACY: "Accuracy of the production model estimated from its calibrated predicted probabilities on the "
+                            "rows without a label (CBPE); on all rows when every row is labelled.",
         PREDICTION_DRIFT: "Predicted class shares of the production model on the newest data against those at training time.",
         PRODUCTION_ACCURACY: "Accuracy of the production model on the newest labelled data.",
     }
@@ -158,6 +170,8 @@ def build_monitoring(model: DeclaredModel) -> MonitoringDefinitions:
             DATA_DRIFT: config.data_drift.severity,
             PREDICTION_DRIFT: config.prediction_drift.severity,
             PRODUCTION_ACCURACY: config.production_accuracy.severity,
+            MISSING_VALUES: config.missing_values.severity,
+            ESTIMATED_ACCURACY: config.estimated_accuracy.severity,
         }
         try:
             production = load_production(model_registry.registry(model.name), validated_data)
@@ -189,18 +203,27 @@ def build_monitoring(model: DeclaredModel) -> MonitoringDefinitions:
             return _result(DATA_DRIFT, asset, outcome, severities[DATA_DRIFT], model_version=version,
                            features=frame_table(table, limit=len(table), index=False))
 
+        def missing_values_result() -> dg.AssetCheckResult:
+            outcome = missing_values(production.reference, x, config.missing_values.max_increase)
+            return _result(MISSING_VALUES, asset, outcome, severities[MISSING_VALUES], model_version=version)
+
+        def estimated_accuracy_result() -> dg.AssetCheckResult:
+            outcome = estimated_accuracy(production.model, x, frame[spec.target], production.reference,
+                                         config.estimated_accuracy.min_accuracy)
+            return _result(ESTIMATED_ACCURACY, asset, outcome, severities[ESTIMATED_ACCURACY], model_version=version)
+
         def prediction_drift_result() -> dg.AssetCheckResult:
             outcome = prediction_drift(predicted(), production.reference, config.prediction_drift.psi_threshold)
-            figures = {k: dg.MetadataValue.json(v) if isinstance(v, dict) else v for k, v in outcome.figures.items()}
-            return _result(PREDICTION_DRIFT, asset, CheckOutcome(outcome.passed, outcome.description, figures),
-                           severities[PREDICTION_DRIFT], model_version=version)
+            return _result(PREDICTION_DRIFT, asset, outcome, severities[PREDICTION_DRIFT], model_version=version)
 
         def accuracy_result() -> dg.AssetCheckResult:
             outcome = production_accuracy(predicted(), frame[spec.target], config.production_accuracy.min_accuracy)
             return _result(PRODUCTION_ACCURACY, asset, outcome, severities[PRODUCTION_ACCURACY], model_version=version)
 
-        for check, evaluate in ((DATA_DRIFT, data_drift_result), (PREDICTION_DRIFT, prediction_drift_result),
-                                (PRODUCTION_ACCURACY, accuracy_result)):
+        evaluations = {DATA_DRIFT: data_drift_result, MISSING_VALUES: missing_values_result,
+                       PREDICTION_DRIFT: prediction_drift_result, PRODUCTION_ACCURACY: accuracy_result,
+                       ESTIMATED_ACCURACY: estimated_accuracy_result}
+        for check, evaluate in evaluations.items():
             try:
                 yield evaluate()
             except NotEvaluated as exc:
@@ -295,6 +318,13 @@ def report_result(
 
     drift_eval = latest.get(dg.AssetCheckKey(names.validated_data, DATA_DRIFT))
     drift_rows = plain_metadata(drift_eval[0].metadata).get("features", []) if drift_eval else []
+    accuracy_rows = []
+    for what, check in (("estimated", ESTIMATED_ACCURACY), ("realized", PRODUCTION_ACCURACY)):
+        if found := latest.get(dg.AssetCheckKey(names.validated_data, check)):
+            metadata = plain_metadata(found[0].metadata)
+            if metadata.get("evaluated"):
+                at = datetime.fromtimestamp(found[1].event.timestamp, timezone.utc).isoformat(timespec="seconds")
+                accuracy_rows.append(accuracy_row(what, metadata, at))
 
     aliases = registry.aliases_by_version()
     version_rows = [
@@ -308,7 +338,8 @@ def report_result(
     ]
     markdown = render_report(
         model=names.model, failed_checks=failed, drift_rows=drift_rows,
-        version_rows=version_rows, production_version=registry.alias("production"), recent_alerts=recent_alerts,
+        version_rows=version_rows, production_version=registry.alias("production"), accuracy_rows=accuracy_rows,
+        recent_alerts=recent_alerts,
         generated_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
     )
     counts = {s: sum(1 for f in failed if f.severity == s) for s in ("HIGH", "MEDIUM", "LOW")}

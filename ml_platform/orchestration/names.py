@@ -16,8 +16,10 @@ ACCURACY_CHECK = "accuracy_above_threshold"
 DATA_DRIFT = "data_drift"
 PREDICTION_DRIFT = "prediction_drift"
 PRODUCTION_ACCURACY = "production_model_accuracy"
+MISSING_VALUES = "missing_values"
+ESTIMATED_ACCURACY = "estimated_accuracy"
 RUN_TIME = "pipeline_run_time"
-MONITORING_CHECKS = (DATA_DRIFT, PREDICTION_DRIFT, PRODUCTION_ACCURACY)
+MONITORING_CHECKS = (DATA_DRIFT, MISSING_VALUES, PREDICTION_DRIFT, PRODUCTION_ACCURACY, ESTIMATED_ACCURACY)
 
 
 @dataclass(frozen=True)

@@ -328,7 +328,7 @@ def build_pipeline_assets(
                     "data_source": validated_data.description,
                 },
                 # So monitoring can compare new data with the training data without keeping it.
-                attachments={REFERENCE_FILE: build_reference(candidate.train, spec, candidate.pipeline).to_json()},
+                attachments={REFERENCE_FILE: build_reference(candidate.train, spec, candidate.pipeline, candidate.holdout).to_json()},
             )
             version, sha256, metrics, holdout = registered.version, registered.sha256, candidate.metrics, candidate.holdout
             context.log.info(f"registered {version}: {metrics}")

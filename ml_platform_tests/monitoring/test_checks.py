@@ -86,7 +86,7 @@ def test_bounded_figures_say_by_how_much() -> None:
 
 def test_data_that_cannot_be_measured_is_not_evaluated_naming_the_feature() -> None:
     frame = pd.DataFrame({"a": [np.nan] * 10, "b": np.arange(10.0)})
-    with pytest.raises(NotEvaluated, match=r"feature\(s\) 'a' are all-NaN in the current frame"):
+    with pytest.raises(NotEvaluated, match=r"feature\(s\) 'a' are all-missing in the current frame"):
         data_drift(reference(), frame, DataDriftCheck())
     typo = DataDriftCheck(features={"bb": FeatureDriftOverride(method=["ks"])})
     with pytest.raises(NotEvaluated, match="checks.data_drift.features names feature\\(s\\) the model does not have: 'bb'"):

@@ -407,7 +407,7 @@ def test_empty_current_frame() -> None:
 
 def test_all_nan_features_are_all_named() -> None:
     summary = summarize_reference(pd.DataFrame({"x": [1.0, 2.0, 3.0], "y": [1.0, 2.0, 3.0], "z": [1.0, 2.0, 3.0]}))
-    with pytest.raises(DriftInputError, match=r"feature\(s\) 'x', 'z' are all-NaN in the current frame"):
+    with pytest.raises(DriftInputError, match=r"feature\(s\) 'x', 'z' are all-missing in the current frame"):
         compute_drift(summary, pd.DataFrame({"x": [np.nan, np.nan], "y": [1.0, 2.0], "z": [np.nan, np.nan]}))
     with pytest.raises(ValueError, match="'x'.*all-NaN"):
         summarize_reference(pd.DataFrame({"x": [np.nan, np.nan]}))

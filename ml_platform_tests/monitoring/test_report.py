@@ -63,3 +63,47 @@ def test_report_orders_failures_by_severity_and_counts_them() -> None:
     assert "# Monitoring report: churn" in report and "Production model: **none yet**" in report
     assert "data:image" not in report
     assert re.search(r"## Latest alerts\n\n\| timestamp", report)
+
+
+def test_the_drift_chart_and_table_show_numeric_and_categorical_features() -> None:
+    import numpy as np
+    import pandas as pd
+
+    from ml_platform.declaration import DataDriftCheck
+    from ml_platform.monitoring.checks import ModelReference, data_drift
+    from ml_platform.monitoring.drift import summarize_reference
+
+    rng = np.random.default_rng(0)
+    plans = np.array(["basic", "plus", "pro", "team"], dtype=object)
+    train = pd.DataFrame({"x": rng.normal(size=5_000), "plan": plans[rng.choice(4, 5_000, p=[0.1, 0.3, 0.3, 0.3])]})
+    reference = ModelReference(summarize_reference(train, categorical=["plan"]), {"0": 1.0})
+    current = train.assign(plan=plans[rng.choice(4, 5_000, p=[0.4, 0.2, 0.2, 0.2])])
+    _, table = data_drift(reference, current, DataDriftCheck())
+    # The rows as the report reads them back from the check's metadata: n/a figures are None.
+    rows = [{k: (None if isinstance(v, float) and v != v else v) for k, v in row.items()} for row in table.to_dict("records")]
+    svg = decode(drift_chart(rows))
+    assert "Jensen-Shannon" in svg and svg.count(">n/a<") == 3  # KS and Wasserstein of plan, JS of x
+    # plan: PSI and JS fired (red); x: PSI and Wasserstein decide (blue), KS information only (grey).
+    assert svg.count('fill="#d9534f"') == 2 and svg.count('fill="#5b9bd5"') == 2 and svg.count('fill="#c8c8c8"') == 1
+    report = render_report(model="churn", failed_checks=[], drift_rows=rows, version_rows=[], production_version="v1",
+                           recent_alerts=[], generated_at="now")
+    assert "| plan | categorical |" in report and "| x | numeric |" in report
+    assert "psi > 0.2 or jensen_shannon > 0.1" in report
+
+
+def test_the_report_shows_the_estimated_accuracy_beside_the_realized_one() -> None:
+    from ml_platform.monitoring.report import accuracy_row
+
+    accuracy_rows = [
+        accuracy_row("estimated", {"estimated_accuracy": 0.81, "interval_95": "[0.7950, 0.8250]", "rows": 3000,
+                                   "estimated_on": "unlabelled rows", "threshold": 0.7,
+                                   "calibration": "reliability table measured on the holdout (800 rows, 8 bins)"}, "t1"),
+        accuracy_row("realized", {"accuracy": 0.83, "labelled_rows": 1000, "threshold": 0.7}, "t1"),
+    ]
+    report = render_report(model="churn", failed_checks=[], drift_rows=[], version_rows=[], production_version="v1",
+                           accuracy_rows=accuracy_rows, recent_alerts=[], generated_at="now")
+    section = report.split("## Production accuracy: estimated (before labels) and realized\n\n")[1].split("\n\n")[0]
+    lines = section.splitlines()
+    assert lines[0].startswith("| accuracy | value | interval_95 | rows |")
+    assert lines[2].startswith("| estimated | 0.8100 | [0.7950, 0.8250] | 3000 | unlabelled rows |")
+    assert lines[3].startswith("| realized | 0.8300 |  | 1000 | labelled rows |")
