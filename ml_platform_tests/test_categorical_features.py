@@ -146,3 +146,30 @@ def test_training_refuses_too_few_labelled_rows(instance, tmp_path: Path) -> Non
     )
     validated = result.asset_materializations_for_node("late__validated_data")[0].metadata
     assert validated["unlabelled_rows"].value == 90
+
+
+def test_a_drifted_unlabelled_month_of_churn_is_judged_on_a_real_instance(instance, tmp_path: Path) -> None:
+    """The README's demo: train churn, then monitor a month whose contract mix moved, whose billing
+    export lost charges and whose labels have not arrived yet."""
+    from ml_platform.data.churn import generate_churn_month, monitoring_run_config
+    from ml_platform_tests.conftest import run_job
+
+    defs = platform(CHURN)
+    assert train(instance, CHURN, defs=defs).success
+    month = tmp_path / "churn-month-2.csv"
+    generate_churn_month(2).to_csv(month, index=False)
+    result = run_job(instance, defs, "churn_monitoring", monitoring_run_config(str(month)))
+    assert result.success
+    evaluations = {e.check_name: e for e in result.get_asset_check_evaluations()}
+
+    drift = evaluations["data_drift"]
+    rows = {r.data["feature"]: r.data for r in drift.metadata["features"].records}
+    assert not drift.passed and rows["contract"]["kind"] == "categorical" and rows["contract"]["drifted"]
+    assert "contract" in drift.description and not rows["senior_citizen"]["drifted"]
+    missing = evaluations["missing_values"]
+    assert not missing.passed and "total_charges" in missing.description and "internet_service" not in missing.description
+    estimated = evaluations["estimated_accuracy"]
+    assert estimated.metadata["evaluated"].value and estimated.metadata["rows"].value == 2_000
+    # No label has arrived: the realized accuracy cannot be measured, and says so.
+    realized = evaluations["production_model_accuracy"]
+    assert not realized.passed and realized.description == "not evaluated: the newest data has no labelled rows"
