@@ -118,6 +118,7 @@ def main(argv: list[str] | None = None) -> int:
     out = Path(args.out).resolve()
     config = out.with_suffix(".yaml")
     try:
+        out.parent.mkdir(parents=True, exist_ok=True)
         generate_churn_month(args.month).to_csv(out, index=False)
         config.write_text(yaml.safe_dump(monitoring_run_config(str(out)), sort_keys=False))
     except (ValueError, OSError) as exc:
