@@ -123,6 +123,8 @@ def check_profiles() -> list[dict[str, Any]]:
         n.PREDICTION_DRIFT: declared.prediction_drift.severity,
         n.PRODUCTION_ACCURACY: declared.production_accuracy.severity,
         n.RUN_TIME: declared.run_time.severity,
+        n.MISSING_VALUES: declared.missing_values.severity,
+        n.ESTIMATED_ACCURACY: declared.estimated_accuracy.severity,
     }
     texts = {
         n.SCHEMA_CHECK: ("all rows passed the schema", "12 of 569 rows failed the schema and were quarantined"),
@@ -134,6 +136,10 @@ def check_profiles() -> list[dict[str, Any]]:
         n.PREDICTION_DRIFT: ("no prediction drift: PSI 0.02", "Prediction drift: PSI 0.31 (threshold: 0.20)"),
         n.PRODUCTION_ACCURACY: ("production accuracy 91.4%", "Production model accuracy 58.0% below 70.0%"),
         n.RUN_TIME: ("last pipeline run took 41s (threshold: 300s)", "Pipeline took 1312s (threshold: 300s)"),
+        n.MISSING_VALUES: ("no feature's missing values rose more than 10%",
+                           "Missing values increased by more than 10% in 1 feature(s): total_charges 24.7% (training 3.8%)"),
+        n.ESTIMATED_ACCURACY: ("estimated accuracy 91.20% (95% interval 89.90% to 92.50%, 569 rows) meets 70.00%",
+                               "Estimated accuracy dropped to 64.10% (95% interval 62.00% to 66.20%, 569 rows; threshold: 70.00%)"),
     }
     # The step that evaluates each check in a real run (the op of its asset, the multi-check, or the check).
     steps = {
