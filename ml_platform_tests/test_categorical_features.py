@@ -172,4 +172,5 @@ def test_a_drifted_unlabelled_month_of_churn_is_judged_on_a_real_instance(instan
     assert estimated.metadata["evaluated"].value and estimated.metadata["rows"].value == 2_000
     # No label has arrived: the realized accuracy cannot be measured, and says so.
     realized = evaluations["production_model_accuracy"]
-    assert not realized.passed and realized.description == "not evaluated: the newest data has no labelled rows"
+    assert not realized.passed and realized.description == "not evaluated: the newest data has no labelled rows yet (see estimated_accuracy)"
+    assert realized.metadata["alert_severity"].value == "LOW"  # expected while labels are on their way: nobody is paged

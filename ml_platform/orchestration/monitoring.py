@@ -227,7 +227,8 @@ def build_monitoring(model: DeclaredModel) -> MonitoringDefinitions:
             try:
                 yield evaluate()
             except NotEvaluated as exc:
-                yield _not_evaluated(check, asset, str(exc), severities[check], model_version=version)
+                severity = EXPECTED_SEVERITY if exc.expected else severities[check]
+                yield _not_evaluated(check, asset, str(exc), severity, model_version=version)
             except Exception as exc:  # noqa: BLE001 - a monitoring check reports its failure, it never raises
                 context.log.warning(f"{check} could not evaluate:\n{traceback.format_exc()}")
                 yield _not_evaluated(check, asset, _one_line(exc), severities[check], model_version=version)
