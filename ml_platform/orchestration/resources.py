@@ -105,10 +105,10 @@ class DataSourceResource(dg.ConfigurableResource):
             if self.password_env and self.password is None:
                 raise DataSourceError(self.describe(), f"the environment variable {self.password_env} (the password) is not set")
             source = read_sql_source(self.url, self.password, self.table, self.query, self.target, self.features)
-            return with_declared_classes(source, self.classes) if self.classes else source
-        if not self.path:
-            raise DataSourceError(self.kind, "no path configured (set source.path in the declaration)")
-        source = read_table_file(self.path, self.kind, self.target, self.features)
+        else:
+            if not self.path:
+                raise DataSourceError(self.kind, "no path configured (set source.path in the declaration)")
+            source = read_table_file(self.path, self.kind, self.target, self.features)
         return with_declared_classes(source, self.classes) if self.classes else source
 
 
