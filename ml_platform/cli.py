@@ -3,6 +3,7 @@
     ml-platform status                          every model: what is in production, where, what next
     ml-platform new-model NAME --csv PATH --target COL     declare a model from a data file
     ml-platform models list | show VERSION | history | promote VERSION | rollback [--to VERSION] | recover
+    ml-platform rollout status | pause | resume | abort        the canary rollout of a staged version
     ml-platform alerts list | outbox | dead-letters | requeue DELIVERY_ID
 
 `--model NAME` chooses the model (default: the only one declared). Readable tables by
@@ -26,6 +27,7 @@ from typing import Any
 from ml_platform.alerting.outbox import AlertOutbox, NotAnOutboxError
 from ml_platform.declaration import DeclarationError, default_defs_dir, read_declarations, resolve_model_name
 from ml_platform.model.registry import ModelRegistry, Recovery, RegistryError, check_registry_root
+from ml_platform.model.rollout import RolloutError, control, describe, is_open
 from ml_platform.paths import dagster_home, model_registry_url, platform_home
 from ml_platform.scaffold import declaration_yaml, inferred_source, write_declaration
 
@@ -112,6 +114,40 @@ def _run_models(args: argparse.Namespace) -> tuple[Any, str]:
     raise AssertionError(args.command)
 
 
+def _rollout_text(model: str, rollout: dict[str, Any] | None) -> str:
+    if rollout is None:
+        return f"{model}: no rollout yet (one starts when a staged version passes its smoke test)"
+    lines = [f"{model}: {describe(rollout)}" if is_open(rollout) else
+             f"{model}: no rollout in progress; the last, {rollout['candidate']} vs {rollout['champion']}, {rollout['status']}"]
+    steps = rollout["policy"]["steps"]
+    lines.append("  steps:   " + " -> ".join(
+        f"[{'shadow' if share == 0 else f'{share}%'}]" if i == rollout["step"] else ("shadow" if share == 0 else f"{share}%")
+        for i, share in enumerate(steps)
+    ))
+    for decision in rollout["decisions"][-5:]:
+        lines.append(f"  {decision['at']}  {decision['action']:<9} {decision['reason']}")
+    return "\n".join(lines)
+
+
+def _run_rollout(args: argparse.Namespace) -> tuple[Any, str]:
+    name = resolve_model_name(args.model, args.defs)
+    registry = ModelRegistry(model_registry_url(name, _registry_root(args)))
+    if args.command == "status":
+        rollout = registry.rollout() if registry.exists() else None
+        return {"model": name, "rollout": rollout}, _rollout_text(name, rollout)
+    if not registry.exists():
+        raise RegistryError(f"no registry at {registry.url} (nothing was ever registered there)")
+    reason = args.reason or f"{args.command} from the command line"
+    try:
+        updated = control(registry.rollout(), args.command, reason)
+    except RolloutError as exc:
+        raise RegistryError(f"{name}: {exc}") from None
+    saved = registry.save_rollout(updated)
+    done = {"pause": "paused (the split is kept; guardrails still roll back)", "resume": "resumed",
+            "abort": f"aborted: {saved['champion']} serves every row again"}[args.command]
+    return {"model": name, "rollout": saved}, f"{name}: the rollout of {saved['candidate']} is {done}"
+
+
 def _run_alerts(args: argparse.Namespace) -> tuple[Any, str]:
     outbox_path = Path(args.outbox or platform_home() / "alerts.db")
     if args.outbox is None and not outbox_path.exists():
@@ -163,6 +199,7 @@ def _run_status(args: argparse.Namespace) -> tuple[Any, str]:
             "versions": len(registry.list_versions()),
             "model_card": registry.location(production) if production else None,
             "registry": registry.url,
+            "rollout": describe(rollout) if (rollout := registry.rollout()) and is_open(rollout) else None,
         })
     for row in rows:
         if row["production"]:
@@ -171,6 +208,7 @@ def _run_status(args: argparse.Namespace) -> tuple[Any, str]:
                 f"  why:        {row['why']}",
                 f"  model card: {row['model_card']}",
                 f"  registry:   {row['registry']} ({row['versions']} version(s))",
+                *([f"  rollout:    {row['rollout']}"] if row["rollout"] else []),
             ]
         else:
             lines += [
@@ -219,6 +257,8 @@ def _run(args: argparse.Namespace) -> tuple[Any, str]:
         return _run_status(args)
     if args.group == "new-model":
         return _run_new_model(args)
+    if args.group == "rollout":
+        return _run_rollout(args)
     return _run_models(args)
 
 
@@ -272,6 +312,20 @@ def build_parser() -> argparse.ArgumentParser:
     rollback.add_argument("--to", default=None, metavar="VERSION")
     rollback.add_argument("--reason", default=None)
     command("recover", "rebuild a damaged state.json from the versions and the journal (keeps the damaged file)")
+
+    rollout = groups.add_parser("rollout", help="the canary rollout of a staged version: status, pause, resume, abort")
+    common(rollout, top=False)
+    rollout_commands = rollout.add_subparsers(dest="command", required=True)
+    for name, help_text in [
+        ("status", "where the rollout stands: step, runs and rows at it, the last decisions and their figures"),
+        ("pause", "stop advancing (the current split is kept; a guardrail still rolls back)"),
+        ("resume", "advance again"),
+        ("abort", "stop the rollout: the champion serves every row again"),
+    ]:
+        sub = rollout_commands.add_parser(name, help=help_text)
+        common(sub, top=False)
+        if name != "status":
+            sub.add_argument("--reason", default=None)
 
     alerts = groups.add_parser("alerts", help="alerts raised, deliveries waiting, dead letters")
     common(alerts, top=False)

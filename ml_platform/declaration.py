@@ -293,6 +293,7 @@ class SchedulesSection(Section):
     timezone: str = "UTC"
     retrain: ScheduleSection = ScheduleSection(cron="0 2 * * *")
     monitoring: ScheduleSection = ScheduleSection(cron="0 * * * *")  # every 6 hours: "0 */6 * * *"
+    batch: ScheduleSection = ScheduleSection(cron="30 * * * *")  # batch_predictions (and a rollout's steps)
 
     @field_validator("timezone")
     @classmethod
@@ -302,6 +303,54 @@ class SchedulesSection(Section):
         except (zoneinfo.ZoneInfoNotFoundError, ValueError):
             raise ValueError(f"{value!r} is not an IANA time zone (e.g. 'UTC', 'Europe/Berlin')") from None
         return value
+
+
+class SmokeTestSection(Section):
+    """The staged version, loaded in a fresh process, predicts on a sample of its holdout."""
+
+    sample_rows: int = Field(200, ge=1)
+    max_row_latency_ms: float = Field(50.0, gt=0.0)  # one row's predict_proba (median of single-row calls)
+
+
+class RolloutSection(Section):
+    """A canary rollout of a staged version over `batch_predictions` runs (the seed's checklist:
+    staging, smoke test, 10% of traffic, gradually more, a rollback plan)."""
+
+    # The share of rows (percent) the candidate serves at each step; 0 is shadow (it scores every
+    # row and serves none). Reaching the last step, 100, makes it production. []: no rollout (a
+    # candidate that passes the smoke test is promoted at once).
+    steps: list[int] = [0, 10, 50, 100]
+    min_runs_per_step: int = Field(2, ge=1)  # batch runs at a step before it may advance
+    min_rows_per_step: int = Field(1_000, ge=0)  # rows the candidate scored at a step, likewise
+    min_agreement: float = Field(0.90, ge=0.0, le=1.0)  # share of rows where both predict the same class
+    # Rolled back when its accuracy on labelled rows is below the champion's by more than this...
+    accuracy_tolerance: float = Field(0.02, ge=0.0, le=1.0)
+    min_labelled_rows: int = Field(100, ge=1)  # ...on at least this many labelled rows
+    severity: Severity = "HIGH"  # of the alert when a rollout is rolled back
+
+    @field_validator("steps")
+    @classmethod
+    def _steps(cls, steps: list[int]) -> list[int]:
+        if not steps:
+            return steps
+        if any(not 0 <= s <= 100 for s in steps) or any(a >= b for a, b in zip(steps, steps[1:])) or steps[-1] != 100:
+            raise ValueError(f"{steps} must rise strictly from 0-100 and end at 100 (e.g. [0, 10, 50, 100])")
+        return steps
+
+
+class BatchSection(Section):
+    """`<model>/batch_predictions`: the newest validated data scored by the serving model(s)."""
+
+    # Rows are keyed by this column (kept out of the features); unset: by a hash of the row's features.
+    id_column: str | None = None
+    # SQL sources: the predictions are also appended to this table of the source's database.
+    table: str | None = None
+
+
+class ReleaseSection(Section):
+    smoke_test: SmokeTestSection = SmokeTestSection()
+    rollout: RolloutSection = RolloutSection()
+    batch: BatchSection = BatchSection()
 
 
 class AlertsSection(Section):
@@ -324,6 +373,7 @@ class ModelDeclaration(Section):
     gate: GateSection = GateSection()
     checks: ChecksSection = ChecksSection()
     schedules: SchedulesSection = SchedulesSection()
+    release: ReleaseSection = ReleaseSection()
     alerts: AlertsSection = AlertsSection()
     registry: RegistrySection = RegistrySection()
 
@@ -335,6 +385,13 @@ class ModelDeclaration(Section):
                 "add the new class to source.classes instead"
             )
         known = self.declared_features()
+        id_column = self.release.batch.id_column
+        if id_column is not None and (known is None or id_column in known or id_column == self.source.target):
+            raise ValueError(
+                f"release.batch.id_column {id_column!r} must be a column apart from the features and the target: "
+                + ("declare source.features (else every column but the target is a feature)" if known is None
+                   else "remove it from source.features")
+            )
         unknown = [f for f in self.checks.data_drift.features if known is not None and f not in known]
         if unknown:
             raise ValueError(

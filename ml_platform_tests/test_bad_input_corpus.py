@@ -436,8 +436,10 @@ RUN_CASES = [
     RunCase("config-invalid-fraction-above-1",
             lambda tmp: op_config("breast_cancer", "validated_data", max_invalid_fraction=2.0),
             "run config ops.breast_cancer__validated_data.config.max_invalid_fraction: Input should be less than 1"),
-    RunCase("config-tolerance-negative", lambda tmp: op_config("breast_cancer", "production_model", tolerance=-1),
-            "run config ops.breast_cancer__production_model.config.tolerance: Input should be greater than or equal to 0"),
+    RunCase("config-tolerance-negative", lambda tmp: op_config("breast_cancer", "staging_model", tolerance=-1),
+            "run config ops.breast_cancer__staging_model.config.tolerance: Input should be greater than or equal to 0"),
+    RunCase("config-rollout-steps-unordered", lambda tmp: op_config("breast_cancer", "production_model", steps=[50, 10, 100]),
+            "run config ops.breast_cancer__production_model.config.steps: [50, 10, 100] must rise strictly"),
     RunCase("config-holdout-fraction-above-1",
             lambda tmp: op_config("breast_cancer", "trained_model", holdout_fraction=1.5),
             "run config ops.breast_cancer__trained_model.config.holdout_fraction: Input should be less than 1"),
@@ -449,8 +451,8 @@ RUN_CASES = [
     RunCase("config-unknown-param", lambda tmp: op_config("breast_cancer", "trained_model", params={"bogus": 1}),
             "bad hyper-parameters for logistic_regression: LogisticRegression.__init__() got an unexpected keyword "
             "argument 'bogus'"),
-    RunCase("config-metric-nonexistent", lambda tmp: op_config("breast_cancer", "production_model", metric="nonexistent"),
-            "breast_cancer__production_model:config:metric not in enum", refused_at_launch=True),
+    RunCase("config-metric-nonexistent", lambda tmp: op_config("breast_cancer", "staging_model", metric="nonexistent"),
+            "breast_cancer__staging_model:config:metric not in enum", refused_at_launch=True),
     RunCase("config-estimator-nonexistent", lambda tmp: op_config("breast_cancer", "trained_model", estimator="xgb"),
             "breast_cancer__trained_model:config:estimator not in enum", refused_at_launch=True),
     # The README's way: `dagster asset materialize` on the instance.
@@ -524,7 +526,7 @@ def test_a_run_on_bad_input_fails_with_one_line_and_production_is_unchanged(
         message = run_in_process(case, run_config)
         assert "\n" not in message and case.expected in message, message
 
-    assert registry.aliases() == aliases == {"production": "v1"} and registry.history() == history
+    assert registry.aliases() == aliases == {"production": "v1", "staging": "v1"} and registry.history() == history
     assert tree_listing(Path(registry.url)) == listing  # no version registered, nothing rewritten
 
 

@@ -9,7 +9,8 @@ import pytest
 
 from ml_platform.declaration import DeclaredModel
 from ml_platform.model.registry import ModelRegistry, load_production_model
-from ml_platform.orchestration.pipeline import CandidateModel, build_pipeline_assets, candidate_check_result
+from ml_platform.orchestration.pipeline import build_pipeline_assets
+from ml_platform.orchestration.release import CandidateModel, candidate_check_result
 from ml_platform_tests.conftest import (
     declared,
     materialize,

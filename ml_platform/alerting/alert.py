@@ -78,6 +78,11 @@ DEFAULT_CHECK_RULES: dict[str, CheckRule] = {
         Severity.HIGH, "Expect lower accuracy once labels arrive: review the drifted features and consider retraining"
     ),
     "pipeline_run_time": CheckRule(Severity.LOW, "Investigate performance bottlenecks"),
+    "smoke_test": CheckRule(Severity.HIGH, "Do not release this version: read the failures, fix the model or its data, retrain"),
+    "prediction_outputs": CheckRule(Severity.HIGH, "Inspect the serving model(s) named in the description; roll back if needed"),
+    "canary_rollout": CheckRule(
+        Severity.HIGH, "The champion serves every row again: compare the candidate with it, fix the model or its data, retrain"
+    ),
 }
 
 

@@ -260,7 +260,7 @@ def sql_source_name(url: str, password: str | None = None, table: str | None = N
     return f"sql:{shown} query {text[:60] + '...' if len(text) > 60 else text}"
 
 
-def _first_line(exc: BaseException, password: str | None) -> str:
+def masked_first_line(exc: BaseException, password: str | None) -> str:
     """The database's own reason, on one line, without the password (even if the server echoed it)."""
     import sqlalchemy as sa
 
@@ -309,7 +309,7 @@ def read_sql_source(
     try:
         engine = sa.create_engine(full_url, connect_args=connect_args)
     except Exception as exc:  # noqa: BLE001 - unknown dialect, driver not installed
-        raise DataSourceError(source, f"cannot use this URL: {_first_line(exc, password)}") from None
+        raise DataSourceError(source, f"cannot use this URL: {masked_first_line(exc, password)}") from None
     try:
         with engine.connect() as connection:
             if table is not None:
@@ -325,7 +325,7 @@ def read_sql_source(
     except DataSourceError:
         raise
     except Exception as exc:  # noqa: BLE001 - connection, authentication, SQL errors: the driver's reason
-        raise DataSourceError(source, _first_line(exc, password)) from None
+        raise DataSourceError(source, masked_first_line(exc, password)) from None
     finally:
         engine.dispose()
     empty = "the table has no rows" if table is not None else "the query returned no rows"

@@ -62,6 +62,7 @@ from typing import Any
 import fsspec
 from fsspec.implementations.local import LocalFileSystem
 
+from ml_platform.model.rollout import end, is_open
 from ml_platform.paths import model_registry_url
 
 ALIASES = ("production", "previous", "staging")
@@ -135,6 +136,11 @@ def state_problem(state: object) -> str | None:
     artifacts = state.get("artifacts", {})
     if not isinstance(artifacts, dict) or not all(isinstance(v, str) and _SHA256.match(v) for v in artifacts.values()):
         return "'artifacts' must map versions to sha256 digests"
+    rollout = state.get("rollout")
+    if rollout is not None and not (isinstance(rollout, dict) and {"candidate", "status", "revision"} <= rollout.keys()):
+        return "'rollout' must be a rollout (with 'candidate', 'status' and 'revision') or null"
+    if not isinstance(state.get("rollouts", []), list):
+        return "'rollouts' must be a list of finished rollouts"
     return None
 
 
@@ -587,6 +593,58 @@ class ModelRegistry:
         state["history"].append(entry)
         self._write_state(state)
         return entry
+
+    # -- rollouts (see model/rollout.py) ----------------------------------------------------
+    def rollout(self) -> dict[str, Any] | None:
+        """The newest rollout, open or finished (None: never one)."""
+        return self._read_state().get("rollout")
+
+    def past_rollouts(self) -> list[dict[str, Any]]:
+        """Finished rollouts before the newest, oldest first."""
+        return list(self._read_state().get("rollouts", []))
+
+    def start_rollout(self, rollout: dict[str, Any]) -> dict[str, Any] | None:
+        """Make `rollout` the newest; an open one it replaces ends as superseded, and is returned."""
+        with self._locked():
+            state = self._read_state()
+            replaced, current = None, state.get("rollout")
+            if current is not None:
+                if is_open(current):
+                    current = replaced = end(
+                        current, "superseded", "supersede", f"superseded by the rollout of {rollout['candidate']}"
+                    )
+                state.setdefault("rollouts", []).append(current)
+            state["rollout"] = rollout
+            self._write_state(state)
+        return replaced
+
+    def save_rollout(
+        self, rollout: dict[str, Any], *, promote_reason: str | None = None, run_id: str | None = None
+    ) -> dict[str, Any]:
+        """Replace the newest rollout with `rollout`, an update of the revision it was read at:
+        refused when it changed since (paused, aborted or superseded meanwhile), so a run never
+        undoes an operator's command. With `promote_reason`, its candidate becomes production in
+        the same atomic write (the history entry gives the reason)."""
+        with self._locked():
+            state = self._read_state()
+            current = state.get("rollout")
+            if current is None or current["candidate"] != rollout["candidate"] or current["revision"] != rollout["revision"]:
+                now = f"{current['candidate']} {current['status']}, revision {current['revision']}" if current else "none"
+                raise RegistryError(
+                    f"the rollout of {rollout['candidate']} changed while it was being evaluated (now: {now}); "
+                    "this run's decision is not saved"
+                )
+            saved = {**rollout, "revision": rollout["revision"] + 1}
+            state["rollout"] = saved
+            if promote_reason is None:
+                self._write_state(state)
+            else:
+                self._move_alias(
+                    state, "production", saved["candidate"], reason=promote_reason, run_id=run_id,
+                    metrics=self.get(saved["candidate"]).metrics, action="promote",
+                    expected_features=self.get(saved["champion"]).features,
+                )
+        return saved
 
     # -- retention ------------------------------------------------------------------------
     def prune(self, keep_last: int = DEFAULT_KEEP_LAST) -> list[str]:

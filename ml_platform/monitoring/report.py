@@ -11,9 +11,11 @@ from __future__ import annotations
 import base64
 import html
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
+
+from ml_platform.model.rollout import describe, is_open
 
 SEVERITY_ORDER = ("HIGH", "MEDIUM", "LOW")
 # What the report shows of the data_drift check's per-feature table ("fired": the method(s) that flagged it).
@@ -176,6 +178,23 @@ def metrics_chart(version_rows: Sequence[dict[str, Any]], metrics: Sequence[str]
     )
 
 
+def rollout_section(rollout: Mapping[str, Any] | None) -> list[str]:
+    """The newest canary rollout: where it stands, and its decisions with their figures."""
+    if rollout is None:
+        return []
+    state = describe(rollout) if is_open(rollout) else (
+        f"none in progress; the last, {rollout['candidate']} vs {rollout['champion']}, {rollout['status']}"
+    )
+    rows = [
+        {"at": d["at"], "step": f"{d['share']}%", "action": d["action"],
+         "agreement": d["figures"].get("agreement"), "candidate accuracy": d["figures"].get("candidate_accuracy"),
+         "champion accuracy": d["figures"].get("champion_accuracy"), "reason": d["reason"]}
+        for d in rollout["decisions"][-10:]
+    ]
+    columns = ["at", "step", "action", "agreement", "candidate accuracy", "champion accuracy", "reason"]
+    return ["## Canary rollout", f"Rollout: {state}.", markdown_table(rows, columns)]
+
+
 def render_report(
     *,
     model: str,
@@ -186,6 +205,7 @@ def render_report(
     accuracy_rows: Sequence[dict[str, Any]] = (),
     recent_alerts: Sequence[dict[str, Any]],
     generated_at: str,
+    rollout: Mapping[str, Any] | None = None,
 ) -> str:
     counts = Counter(f.severity for f in failed_checks)
     by_severity = ", ".join(f"{s}: {counts.get(s, 0)}" for s in SEVERITY_ORDER)
@@ -204,6 +224,7 @@ def render_report(
     ]
     if drift_rows:
         sections.append(f"![Data drift per feature]({drift_chart(drift_rows)})")
+    sections += [*rollout_section(rollout)]
     sections += [
         "## Production accuracy: estimated (before labels) and realized",
         markdown_table(list(accuracy_rows), ACCURACY_COLUMNS),

@@ -21,6 +21,7 @@ AssetJob = Any
 class ModelJobs:
     jobs: list[AssetJob]
     schedules: list[dg.ScheduleDefinition]
+    sensors: list[dg.SensorDefinition]
 
 
 def _schedule(
@@ -42,7 +43,29 @@ def _schedule(
     return declared_schedule
 
 
-def build_jobs(model: DeclaredModel, pipeline: PipelineAssets, monitoring: MonitoringDefinitions) -> ModelJobs:
+def _batch_after_promotion(model: str, production_model: dg.AssetKey, batch_job: AssetJob) -> dg.SensorDefinition:
+    """A batch_predictions run after each promotion, so the new production model serves at once."""
+
+    @dg.asset_sensor(
+        name=f"{model}_batch_after_promotion",
+        asset_key=production_model,
+        job=batch_job,
+        default_status=dg.DefaultSensorStatus.RUNNING,
+        description=f"Score {model}'s newest data with a newly promoted production model.",
+    )
+    def batch_after_promotion(context: dg.SensorEvaluationContext, asset_event: dg.EventLogEntry) -> Any:
+        materialization = asset_event.asset_materialization
+        promoted = materialization is not None and materialization.metadata.get("promoted")
+        if promoted is None or not getattr(promoted, "value", False):
+            return dg.SkipReason(f"{production_model.to_user_string()} materialized without a promotion")
+        return dg.RunRequest(run_key=f"promotion-{asset_event.run_id}", tags={MODEL_TAG: model})
+
+    return batch_after_promotion
+
+
+def build_jobs(
+    model: DeclaredModel, pipeline: PipelineAssets, monitoring: MonitoringDefinitions, batch: dg.AssetsDefinition
+) -> ModelJobs:
     names = ModelNames(model.name)
     schedules = model.declaration.schedules
     tags = {MODEL_TAG: model.name}
@@ -60,9 +83,16 @@ def build_jobs(model: DeclaredModel, pipeline: PipelineAssets, monitoring: Monit
         tags=tags,
         description=f"{model.name}: check the production model against the newest validated data, and report; never retrains.",
     )
+    batch_job = dg.define_asset_job(
+        names.batch_job,
+        selection=dg.AssetSelection.assets(names.raw_data, names.validated_data, batch) - monitoring_checks,
+        tags=tags,
+        description=f"{model.name}: score the newest validated data with the serving model(s) and step a canary rollout.",
+    )
     validation_op = pipeline.validated_data.op.name
     return ModelJobs(
-        jobs=[training_job, monitoring_job],
+        jobs=[training_job, monitoring_job, batch_job],
+        sensors=[_batch_after_promotion(model.name, names.production_model, batch_job)],
         schedules=[
             _schedule(
                 f"{model.name}_retrain_schedule", training_job, schedules.retrain, schedules.timezone,
@@ -73,6 +103,11 @@ def build_jobs(model: DeclaredModel, pipeline: PipelineAssets, monitoring: Monit
                 f"{model.name}_monitoring_schedule", monitoring_job, schedules.monitoring, schedules.timezone,
                 {validation_op: pipeline.op_configs[validation_op], **monitoring.op_configs}, tags,
                 f"Monitor {model.name} ({schedules.monitoring.cron}, {schedules.timezone}).",
+            ),
+            _schedule(
+                f"{model.name}_batch_schedule", batch_job, schedules.batch, schedules.timezone,
+                {validation_op: pipeline.op_configs[validation_op]}, tags,
+                f"Score {model.name}'s newest data and step its rollout ({schedules.batch.cron}, {schedules.timezone}).",
             ),
         ],
     )

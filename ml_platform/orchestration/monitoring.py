@@ -28,6 +28,7 @@ from ml_platform.alerting.outbox import AlertOutbox
 from ml_platform.data.sources import SourceData
 from ml_platform.declaration import DataDriftCheck, DeclaredModel
 from ml_platform.model.registry import ModelRegistry, RegistryError
+from ml_platform.model.rollout import describe, is_open
 from ml_platform.monitoring.checks import (
     REFERENCE_FILE,
     CheckOutcome,
@@ -342,6 +343,7 @@ def report_result(
         version_rows=version_rows, production_version=registry.alias("production"), accuracy_rows=accuracy_rows,
         recent_alerts=recent_alerts,
         generated_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        rollout=(rollout := registry.rollout()),
     )
     counts = {s: sum(1 for f in failed if f.severity == s) for s in ("HIGH", "MEDIUM", "LOW")}
     return dg.MaterializeResult(
@@ -350,5 +352,6 @@ def report_result(
             "failing_checks": len(failed),
             **{f"failing_{s.lower()}": n for s, n in counts.items()},
             "drifted_features": sum(1 for r in drift_rows if r.get("drifted")),
+            "rollout": describe(rollout) if rollout is not None and is_open(rollout) else "none in progress",
         }
     )

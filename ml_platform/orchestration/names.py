@@ -19,6 +19,9 @@ PRODUCTION_ACCURACY = "production_model_accuracy"
 MISSING_VALUES = "missing_values"
 ESTIMATED_ACCURACY = "estimated_accuracy"
 RUN_TIME = "pipeline_run_time"
+SMOKE_TEST = "smoke_test"
+PREDICTION_OUTPUTS = "prediction_outputs"
+CANARY_ROLLOUT = "canary_rollout"
 MONITORING_CHECKS = (DATA_DRIFT, MISSING_VALUES, PREDICTION_DRIFT, PRODUCTION_ACCURACY, ESTIMATED_ACCURACY)
 
 
@@ -42,8 +45,16 @@ class ModelNames:
         return self.asset("trained_model")
 
     @property
+    def staging_model(self) -> dg.AssetKey:
+        return self.asset("staging_model")
+
+    @property
     def production_model(self) -> dg.AssetKey:
         return self.asset("production_model")
+
+    @property
+    def batch_predictions(self) -> dg.AssetKey:
+        return self.asset("batch_predictions")
 
     @property
     def monitoring_report(self) -> dg.AssetKey:
@@ -74,12 +85,19 @@ class ModelNames:
         return f"{self.model}_rollback"
 
     @property
+    def batch_job(self) -> str:
+        return f"{self.model}_batch"
+
+    @property
     def all_check_keys(self) -> list[dg.AssetCheckKey]:
         return [
             dg.AssetCheckKey(self.validated_data, SCHEMA_CHECK),
             dg.AssetCheckKey(self.trained_model, ACCURACY_CHECK),
             *(dg.AssetCheckKey(self.validated_data, name) for name in MONITORING_CHECKS),
             dg.AssetCheckKey(self.production_model, RUN_TIME),
+            dg.AssetCheckKey(self.staging_model, SMOKE_TEST),
+            dg.AssetCheckKey(self.batch_predictions, PREDICTION_OUTPUTS),
+            dg.AssetCheckKey(self.batch_predictions, CANARY_ROLLOUT),
         ]
 
 

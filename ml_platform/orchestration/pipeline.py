@@ -1,4 +1,5 @@
-"""One declared model's pipeline: <model>/raw_data -> validated_data -> trained_model -> production_model.
+"""One declared model's pipeline: <model>/raw_data -> validated_data -> trained_model, then the release
+path (release.py): staging_model -> production_model.
 
 Each asset is thin: it reads its config (defaults: the declaration) and resources, calls into the
 domain packages, and turns the result into Dagster outputs, metadata and check results.
@@ -6,21 +7,18 @@ domain packages, and turns the result into Dagster outputs, metadata and check r
 
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
-from datetime import datetime, timedelta, timezone
 from typing import Any
 
 import dagster as dg
 import pandas as pd
 
-from ml_platform.data.sources import DataSourceError, DatasetSpec, SourceData, fingerprint_frame, with_declared_kinds
+from ml_platform.data.sources import DataSourceError, SourceData, fingerprint_frame, with_declared_kinds
 from ml_platform.data.validation import DataValidationError, ValidationPolicy, validate_frame, with_known_categories
-from ml_platform.declaration import DeclaredModel, ModelDeclaration
-from ml_platform.model.gate import GatePolicy, decide_promotion
+from ml_platform.declaration import DeclaredModel
 from ml_platform.model.provenance import code_digest, code_version, library_versions
 from ml_platform.model.registry import ModelRegistry, RegistryError
 from ml_platform.model.training import (
     TrainingSettings,
-    evaluate,
     known_classes,
     labelled_rows,
     split_holdout,
@@ -31,56 +29,15 @@ from ml_platform.monitoring.checks import REFERENCE_FILE, build_reference
 from ml_platform.orchestration.config import check_run_config, config_class
 from ml_platform.orchestration.metadata import frame_table
 from ml_platform.orchestration.names import ACCURACY_CHECK, SCHEMA_CHECK, ModelNames
+from ml_platform.orchestration.release import CandidateModel, build_release_assets, registry_link
 from ml_platform.orchestration.resources import DataSourceResource, ModelRegistryResource
 from ml_platform.paths import platform_home
-
-# Checks on trained_model that a candidate must have passed to be promoted.
-GATE_CHECKS = (ACCURACY_CHECK,)
-DECLARATION_METADATA = "ml_platform/declaration"
 
 # Transient read errors (OSError: network share, object store) are retried with backoff;
 # a DataSourceError (missing, empty, unparseable) is permanent and fails at once.
 EXTRACT_RETRY_POLICY = dg.RetryPolicy(
     max_retries=3, delay=2, backoff=dg.Backoff.EXPONENTIAL, jitter=dg.Jitter.PLUS_MINUS
 )
-
-
-@dataclass(frozen=True)
-class CandidateModel:
-    """What trained_model hands to production_model: the version, its holdout, and the run whose
-    check results judge it."""
-
-    version: str
-    metrics: dict[str, float]
-    spec: DatasetSpec
-    holdout: pd.DataFrame
-    run_id: str
-    reused: bool = False  # an existing version trained on the same data, params and code
-
-
-def candidate_check_result(instance: dg.DagsterInstance, key: dg.AssetCheckKey, candidate: CandidateModel) -> bool | None:
-    """Did check `key` pass for this candidate, in the run that produced it? None: no result."""
-    for record in instance.event_log_storage.get_asset_check_execution_history(key, limit=100):
-        if record.run_id != candidate.run_id or record.event is None or record.event.dagster_event is None:
-            continue
-        evaluation = record.event.dagster_event.event_specific_data
-        if not isinstance(evaluation, dg.AssetCheckEvaluation):
-            return None  # planned but never ran
-        version = evaluation.metadata.get("model_version")
-        if version is not None and version.value == candidate.version:
-            return evaluation.passed
-    return None
-
-
-def declared_settings(declaration: ModelDeclaration) -> dict[str, Any]:
-    """The declaration as the UI shows it (the synthetic generator's knobs only for that source)."""
-    exclude = {"source": {"synthetic"}} if declaration.source.kind != "synthetic" else None
-    return declaration.model_dump(mode="json", exclude=exclude)
-
-
-def registry_link(registry: ModelRegistry, version: str) -> dg.MetadataValue:
-    location = registry.location(version)
-    return dg.MetadataValue.path(location) if "://" not in location else dg.MetadataValue.url(location)
 
 
 def production_metadata(registry: ModelRegistry, log: Any) -> dict[str, Any]:
@@ -102,13 +59,14 @@ class PipelineAssets:
     raw_data: dg.AssetsDefinition
     validated_data: dg.AssetsDefinition
     trained_model: dg.AssetsDefinition
+    staging_model: dg.AssetsDefinition
     production_model: dg.AssetsDefinition
     # Each op's config with the declaration's values (what a scheduled run carries).
     op_configs: dict[str, dg.Config]
 
     @property
     def assets(self) -> list[dg.AssetsDefinition]:
-        return [self.raw_data, self.validated_data, self.trained_model, self.production_model]
+        return [self.raw_data, self.validated_data, self.trained_model, self.staging_model, self.production_model]
 
 
 def build_pipeline_assets(
@@ -121,7 +79,6 @@ def build_pipeline_assets(
     declaration = model.declaration
     ValidationConfig = config_class("ValidationConfig", declaration.validation)
     TrainingConfig = config_class("TrainingConfig", declaration.training, extra={"accuracy_check": declaration.checks.accuracy})
-    PromotionConfig = config_class("PromotionConfig", declaration.gate)
     source_key = names.data_source
     # Every asset of a model: under its key prefix, in its group.
     of_the_model: dict[str, Any] = {"key_prefix": [model.name], "group_name": model.name}
@@ -374,95 +331,8 @@ def build_pipeline_assets(
             },
         )
 
-    freshness = declaration.checks.freshness
-
-    @dg.asset(
-        name="production_model",
-        **of_the_model,
-        kinds={"scikit-learn"},
-        ins={"trained_model": dg.AssetIn(key=names.trained_model)},
-        pool=names.registry_pool,
-        freshness_policy=dg.FreshnessPolicy.time_window(
-            fail_window=timedelta(hours=freshness.fail_hours), warn_window=timedelta(hours=freshness.warn_hours)
-        ),
-        metadata={DECLARATION_METADATA: dg.MetadataValue.json(declared_settings(declaration))},
-    )
-    def production_model(
-        context: dg.AssetExecutionContext,
-        config: PromotionConfig,  # type: ignore[valid-type]
-        trained_model: CandidateModel,
-        model_registry: ModelRegistryResource,
-    ) -> dg.Output[dict[str, Any]]:
-        """The champion. The candidate replaces it only through the promotion gate."""
-        registry = model_registry.registry(model.name)
-        candidate = trained_model
-        # The gate reads its own candidate's check results, from the run that produced it: a
-        # run of this asset alone cannot promote a candidate whose checks failed or never ran.
-        check_results = {
-            name: candidate_check_result(context.instance, dg.AssetCheckKey(names.trained_model, name), candidate)
-            for name in GATE_CHECKS
-        }
-
-        champion = registry.alias("production")
-        champion_metrics: dict[str, float] | None = None
-        features_match = True
-        if champion is not None and champion != candidate.version:
-            try:
-                features_match = registry.get(champion).features == candidate.spec.feature_names
-                if features_match:
-                    champion_metrics = evaluate(registry.load(champion), candidate.holdout, candidate.spec)
-            except RegistryError as exc:
-                context.log.warning(f"champion {champion} cannot be loaded, so cannot be compared: {exc}")
-
-        decision = decide_promotion(
-            candidate_version=candidate.version,
-            check_results=check_results,
-            candidate_metrics=candidate.metrics,
-            champion_version=champion,
-            champion_metrics_on_candidate_holdout=champion_metrics,
-            features_match=features_match,
-            policy=GatePolicy(config.metric, config.tolerance, config.allow_feature_change),
-            demoted_by=registry.demotion(candidate.version) if candidate.reused else None,
-        )
-        if decision.promote:
-            registry.set_alias(
-                "production", candidate.version, reason=decision.reason, run_id=context.run.run_id,
-                metrics=candidate.metrics,
-            )
-            context.log.info(f"promoted {candidate.version}: {decision.reason}")
-        elif candidate.version == champion:
-            context.log.info(f"kept {champion} in production: {decision.reason}")
-        else:
-            context.log.warning(f"kept {champion or 'no model'} in production: {decision.reason}")
-
-        current = registry.alias("production")
-        current_metrics = registry.get(current).metrics if current else {}
-        card = {"model_card": registry_link(registry, current)} if current else {}
-        return dg.Output(
-            {
-                "version": current,
-                "candidate": candidate.version,
-                "promoted": decision.promote,
-                "reason": decision.reason,
-                "decided_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-            },
-            metadata={
-                "production_version": current or "none",
-                "candidate_version": candidate.version,
-                "promoted": decision.promote,
-                "decision": decision.reason,
-                "checks": dg.MetadataValue.json(dict(check_results)),
-                "champion_on_candidate_holdout": dg.MetadataValue.json(champion_metrics or {}),
-                **{f"production_{k}": v for k, v in current_metrics.items()},
-                **card,
-            },
-        )
-
+    staging_model, production_model, release_configs = build_release_assets(model, run_config_classes)
     return PipelineAssets(
-        raw_data, validated_data, trained_model, production_model,
-        op_configs={
-            validated_data.op.name: ValidationConfig(),
-            trained_model.op.name: TrainingConfig(),
-            production_model.op.name: PromotionConfig(),
-        },
+        raw_data, validated_data, trained_model, staging_model, production_model,
+        op_configs={validated_data.op.name: ValidationConfig(), trained_model.op.name: TrainingConfig(), **release_configs},
     )

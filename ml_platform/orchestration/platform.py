@@ -12,25 +12,29 @@ from ml_platform.orchestration.io_manager import RunScopedIOManager
 from ml_platform.orchestration.jobs import build_jobs
 from ml_platform.orchestration.monitoring import build_monitoring
 from ml_platform.orchestration.names import ModelNames
-from ml_platform.orchestration.pipeline import DECLARATION_METADATA, build_pipeline_assets
+from ml_platform.orchestration.pipeline import build_pipeline_assets
+from ml_platform.orchestration.release import DECLARATION_METADATA
 from ml_platform.orchestration.resources import DataSourceResource, ModelRegistryResource
 from ml_platform.orchestration.rollback import build_rollback_job
+from ml_platform.orchestration.serving import build_batch_predictions
 from ml_platform.orchestration.sensors import build_alert_sensors
 
 
 def build_model_definitions(model: DeclaredModel) -> dg.Definitions:
-    """Everything one declared model is: its five assets and their checks, its training,
-    monitoring and rollback jobs, its two schedules, and its data source."""
+    """Everything one declared model is: its assets and their checks, its training, monitoring,
+    batch and rollback jobs, their schedules, the batch run after a promotion, and its data source."""
     run_config_classes: dict[str, type[dg.Config]] = {}
     pipeline = build_pipeline_assets(model, run_config_classes)
     monitoring = build_monitoring(model)
     run_config_classes.update({op: type(config) for op, config in {**pipeline.op_configs, **monitoring.op_configs}.items()})
-    jobs = build_jobs(model, pipeline, monitoring)
+    batch = build_batch_predictions(model)
+    jobs = build_jobs(model, pipeline, monitoring, batch)
     return dg.Definitions(
-        assets=[*pipeline.assets, monitoring.report],
+        assets=[*pipeline.assets, batch, monitoring.report],
         asset_checks=monitoring.checks,
         jobs=[*jobs.jobs, build_rollback_job(model)],
         schedules=jobs.schedules,
+        sensors=jobs.sensors,
         resources={ModelNames(model.name).data_source: DataSourceResource.for_model(model)},
     )
 

@@ -10,8 +10,10 @@ import os
 from typing import Any
 
 import dagster as dg
+import pandas as pd
 import pydantic
 
+from ml_platform.data.sinks import PredictionSinkError, append_sql_table
 from ml_platform.data.sources import (
     DataSourceError,
     SourceData,
@@ -110,6 +112,13 @@ class DataSourceResource(dg.ConfigurableResource):
                 raise DataSourceError(self.kind, "no path configured (set source.path in the declaration)")
             source = read_table_file(self.path, self.kind, self.target, self.features)
         return with_declared_classes(source, self.classes) if self.classes else source
+
+
+    def append_table(self, table: str, frame: pd.DataFrame) -> None:
+        """SQL sources: append `frame` to `table` in the source's database (batch predictions)."""
+        if self.password_env and self.password is None:
+            raise PredictionSinkError(f"{self.describe()}: the environment variable {self.password_env} (the password) is not set")
+        append_sql_table(self.url or "", self.password, table, frame)
 
 
 class ModelRegistryResource(dg.ConfigurableResource):

@@ -6,7 +6,7 @@ from ml_platform.data.sources import DataSourceError
 from ml_platform.declaration import DeclaredModel
 from ml_platform.model.registry import RegistryError
 from ml_platform.orchestration.names import MODEL_TAG, ModelNames
-from ml_platform.orchestration.pipeline import registry_link
+from ml_platform.orchestration.release import registry_link
 from ml_platform.orchestration.resources import DataSourceResource
 
 
