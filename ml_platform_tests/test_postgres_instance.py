@@ -250,12 +250,12 @@ def code_server(pg: PostgresHome, log_path: Path) -> Iterator[int]:
 
 
 def stop_group(process: subprocess.Popen[bytes]) -> None:
-    """SIGTERM to the process's group (the server and any run worker it started), SIGKILL after 5 s."""
+    """SIGTERM to the process's group (the server and any run worker it started), SIGKILL after 2 s."""
     for sig in (signal.SIGTERM, signal.SIGKILL):
         with contextlib.suppress(ProcessLookupError):
             os.killpg(process.pid, sig)
         with contextlib.suppress(subprocess.TimeoutExpired):
-            process.wait(timeout=5)
+            process.wait(timeout=2)
             return
 
 
