@@ -154,6 +154,7 @@ def test_the_entrypoint_runs_the_three_dagster_commands_and_refuses_no_role(tmp_
     assert bare.returncode == 2 and "name a role: grpc, webserver or daemon" in bare.stderr
 
 
+@pytest.mark.slow
 def test_the_entrypoint_serves_the_code_location_over_grpc(tmp_path: Path) -> None:
     home = tmp_path / "dagster_home"
     home.mkdir()

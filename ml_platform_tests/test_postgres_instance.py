@@ -268,6 +268,7 @@ def deployment(postgres_server: PostgresServer, tmp_path_factory: pytest.TempPat
         yield Deployment(pg, instance, workspace)
 
 
+@pytest.mark.slow
 def test_two_models_queued_together_run_at_once_each_registering_its_own_version(deployment: Deployment) -> None:
     runs = {model: deployment.submit(f"{model}_training") for model in ("breast_cancer", "churn")}
     assert {deployment.status(r) for r in runs.values()} == {dg.DagsterRunStatus.QUEUED}
@@ -285,6 +286,7 @@ def test_two_models_queued_together_run_at_once_each_registering_its_own_version
     assert in_postgres == {r: "SUCCESS" for r in runs.values()}
 
 
+@pytest.mark.slow
 def test_run_monitoring_marks_a_run_whose_worker_was_killed_failed(deployment: Deployment, tmp_path: Path) -> None:
     instance = deployment.instance
     assert instance.run_monitoring_enabled and instance.run_monitoring_max_resume_run_attempts == 0
