@@ -1,6 +1,7 @@
 """Assembling Definitions: one declared model's (what the ModelPipeline component builds), and the
 platform's own (shared resources, the alert sensors, the executor), which serve every model."""
 
+import os
 from collections.abc import Mapping
 from typing import Any
 
@@ -68,6 +69,29 @@ def check_model_routes(declarations: Mapping[str, ModelDeclaration], alerting: A
     return routes
 
 
+EXECUTOR_ENV = "ML_PLATFORM_EXECUTOR"
+EXECUTORS = ("in_process", "multiprocess", "k8s")
+
+
+def executor_from_environment() -> dg.ExecutorDefinition:
+    """How a run executes its steps, chosen by the deployment (ML_PLATFORM_EXECUTOR), not the code:
+    `in_process` (default: small sequential steps, no ~1.5-2 s of process start-up per step, see
+    benchmarks/), `multiprocess` (parallel steps on one machine) or `k8s` (each step a Kubernetes
+    Job of its own, for large models on the Helm deployment; needs the `k8s` extra)."""
+    choice = os.environ.get(EXECUTOR_ENV, "").strip() or "in_process"
+    if choice == "in_process":
+        return dg.in_process_executor
+    if choice == "multiprocess":
+        return dg.multiprocess_executor
+    if choice == "k8s":
+        try:
+            from dagster_k8s import k8s_job_executor  # only where the k8s extra is installed
+        except ImportError:
+            raise ValueError(f"{EXECUTOR_ENV}=k8s needs dagster-k8s: pip install 'ml_platform[k8s]'") from None
+        return k8s_job_executor
+    raise ValueError(f"{EXECUTOR_ENV}={choice!r} is not one of {', '.join(EXECUTORS)}")
+
+
 def build_platform_definitions(models: dg.Definitions, resources: Mapping[str, Any] | None = None) -> dg.Definitions:
     """`models` plus what serves them all; `resources` replaces any shared resource (tests, demos)."""
     shared: dict[str, Any] = {
@@ -81,9 +105,6 @@ def build_platform_definitions(models: dg.Definitions, resources: Mapping[str, A
     platform = dg.Definitions(
         sensors=build_alert_sensors(model_routes, {name: d.checks.freshness for name, d in declarations.items()}),
         resources=shared,
-        # Small sequential steps: in-process execution avoids ~1.5-2 s of process start-up per
-        # step (see benchmarks/). For large data or parallel steps, swap in
-        # dg.multiprocess_executor (or dagster-k8s / dagster-celery) here; the assets don't change.
-        executor=dg.in_process_executor,
+        executor=executor_from_environment(),
     )
     return dg.Definitions.merge(models, platform)
