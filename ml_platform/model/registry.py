@@ -267,6 +267,9 @@ class ModelRegistry:
         """A path as the user can open it: the URL on object stores."""
         return path if self._local else self.fs.unstrip_protocol(path)
 
+    def _no_registry(self) -> RegistryError:
+        return RegistryError(f"no registry at {self.url} (nothing was ever registered there)")
+
     def _not_a_folder(self) -> RegistryError:
         return RegistryError(f"registry {self.url}: part of this path is a file, not a folder")
 
@@ -279,7 +282,7 @@ class ModelRegistry:
             yield
             return
         if not create and not self.exists():
-            raise RegistryError(f"no registry at {self.url} (nothing was ever registered there)")
+            raise self._no_registry()
         with contextlib.ExitStack() as stack:
             if self._local:
                 os.makedirs(self.base, exist_ok=True)
@@ -416,11 +419,14 @@ class ModelRegistry:
         that `mutate` left unchanged is not written. Gives up with a RegistryError after
         STATE_UPDATE_ATTEMPTS lost races, having changed nothing.
         """
-        with self._locked(create=create):
-            if self._conditional:
-                self._check_conditional_writes()
+        # On S3 the registry's existence is asked only when it has no state.json: one request less.
+        with self._locked(create=create or self._conditional):
             for attempt in range(STATE_UPDATE_ATTEMPTS):
                 raw, etag = self._state_object()
+                if raw is None and self._conditional and not create and not self.exists():
+                    raise self._no_registry()
+                if self._conditional:
+                    self._check_conditional_writes()
                 state = self._parsed_state(raw)
                 before = json.dumps(state, sort_keys=True)
                 result = mutate(state)

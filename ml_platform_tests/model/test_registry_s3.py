@@ -65,27 +65,26 @@ def s3_endpoint() -> Iterator[str]:
         [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )
-    saved = {k: os.environ.get(k) for k in [*S3_ENV, "AWS_ENDPOINT_URL"]}
-    os.environ.update(S3_ENV, AWS_ENDPOINT_URL=endpoint)
     try:
-        import s3fs
+        with pytest.MonkeyPatch.context() as env:
+            for key, value in {**S3_ENV, "AWS_ENDPOINT_URL": endpoint}.items():
+                env.setenv(key, value)
+            import s3fs
 
-        fs = s3fs.S3FileSystem(skip_instance_cache=True)
-        deadline = time.monotonic() + 20
-        while True:
-            try:
-                fs.mkdir(BUCKET)
-                break
-            except OSError:
-                if time.monotonic() > deadline or server.poll() is not None:
-                    raise
-                time.sleep(0.1)
-        yield endpoint
+            fs = s3fs.S3FileSystem(skip_instance_cache=True)
+            deadline = time.monotonic() + 20
+            while True:
+                try:
+                    fs.mkdir(BUCKET)
+                    break
+                except OSError:
+                    if time.monotonic() > deadline or server.poll() is not None:
+                        raise
+                    time.sleep(0.1)
+            yield endpoint
     finally:
         server.terminate()
         server.wait(10)
-        for key, value in saved.items():
-            os.environ.pop(key, None) if value is None else os.environ.__setitem__(key, value)
 
 
 def fresh_url() -> str:
@@ -195,3 +194,5 @@ def test_register_load_rollback_prune_and_integrity_on_s3(s3_endpoint: str) -> N
     assert [v.version for v in registry.list_versions()] == ["v2", "v3", "v4"]
     assert "v1" not in registry._read_state()["artifacts"]
     assert registry.register({"constant": 9}, {}).version == "v5"
+    with pytest.raises(RegistryError, match=r"no registry at s3://.* \(nothing was ever registered there\)"):
+        ModelRegistry(fresh_url()).set_alias("production", "v1", reason="a mistyped registry")
