@@ -32,10 +32,17 @@ artifact's sha256 is kept both in the metadata and in state.json, outside the ve
 so a folder copied over another, or an artifact and metadata swapped together, are refused.
 Versions registered before the state kept their sha256 are checked against their metadata.
 
-Concurrency: on a local filesystem an exclusive flock serialises every writer, across
-processes. Object stores have no portable lock, so there writers are serialised within a
-process, and across processes by the model's Dagster concurrency pool `<model>_registry`,
-which every op that writes the registry runs in.
+Concurrency: every change of state.json is a read-modify-write through `_update_state`.
+On a local filesystem an exclusive flock serialises every writer, across processes. On S3
+(s3fs) the replacement is conditional: state.json is read with its ETag and written with
+`If-Match: <etag>` (`If-None-Match: *` when creating it); a writer that lost the race (412)
+re-reads the state and re-applies its change, with backoff, a bounded number of times, then
+fails naming the state. A new version number is taken by a conditional create of its
+`.claimed` object, so two registrations never share a number. A store that ignores these
+conditions (checked once per process and registry) is refused for writing, rather than
+risking a lost update. Other object stores (no conditional writes through fsspec) serialise
+writers within a process only, and across processes by the model's Dagster concurrency pool
+`<model>_registry`, which every op that writes the registry runs in.
 
 Trust boundary: artifacts are pickles, and unpickling runs code. Load only from a registry
 you control; the recorded sha256 is checked before every load (on the very bytes then
@@ -50,16 +57,19 @@ import hashlib
 import json
 import os
 import pickle
+import random
 import re
 import threading
+import time
 import uuid
 from collections import defaultdict
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
-from typing import Any
+from typing import Any, TypeVar
 
 import fsspec
+import fsspec.asyn
 from fsspec.implementations.local import LocalFileSystem
 
 from ml_platform.model.rollout import end, is_open
@@ -74,6 +84,14 @@ _VERSION_NAME = re.compile(r"^v(\d+)$")
 _JOURNAL_NAME = re.compile(r"^(\d{6,})\.json$")
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 _IN_PROCESS_LOCKS: defaultdict[str, threading.Lock] = defaultdict(threading.Lock)
+_HELD = threading.local()  # .urls: the registries whose lock this thread holds (`_locked` nests)
+STATE_UPDATE_ATTEMPTS = 25  # conditional writes of state.json lost to other writers before giving up
+_FIRST_BACKOFF_S = 0.01  # doubled per lost attempt (jittered), at most _MAX_BACKOFF_S
+_MAX_BACKOFF_S = 0.5
+_CLAIM_ATTEMPTS = 100  # version numbers tried when other writers keep taking the next one
+_CONDITIONAL_WRITES_CHECKED: set[str] = set()  # registries whose store was seen honouring conditions
+_PROBE_FILE = ".conditional-write-probe"
+T = TypeVar("T")
 
 
 class RegistryError(RuntimeError):
@@ -142,6 +160,17 @@ def state_problem(state: object) -> str | None:
     if not isinstance(state.get("rollouts", []), list):
         return "'rollouts' must be a list of finished rollouts"
     return None
+
+
+def _precondition_failed(exc: BaseException) -> bool:
+    """Did S3 refuse a conditional write because the object changed (412), or because another
+    conditional write to it was under way (409 ConditionalRequestConflict)?"""
+    response = getattr(exc.__cause__, "response", None) or getattr(exc, "response", None)
+    if not isinstance(response, dict):
+        return False
+    code = response.get("Error", {}).get("Code")
+    status = response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+    return code in ("PreconditionFailed", "ConditionalRequestConflict") or status in (409, 412)
 
 
 def _move(aliases: dict[str, str], alias: str, version: str) -> None:
@@ -224,6 +253,8 @@ class ModelRegistry:
             raise RegistryError(f"registry {self.url}: {exc}") from exc
         self.base = base.rstrip("/")
         self._local = isinstance(self.fs, LocalFileSystem)
+        # s3fs: state.json and version claims are written conditionally (see the module docstring).
+        self._conditional = not self._local and hasattr(self.fs, "_call_s3")
 
     def _path(self, *parts: str) -> str:
         return "/".join([self.base, *parts])
@@ -237,6 +268,9 @@ class ModelRegistry:
         """A path as the user can open it: the URL on object stores."""
         return path if self._local else self.fs.unstrip_protocol(path)
 
+    def _no_registry(self) -> RegistryError:
+        return RegistryError(f"no registry at {self.url} (nothing was ever registered there)")
+
     def _not_a_folder(self) -> RegistryError:
         return RegistryError(f"registry {self.url}: part of this path is a file, not a folder")
 
@@ -244,19 +278,24 @@ class ModelRegistry:
     def _locked(self, create: bool = False) -> Iterator[None]:
         """Serialise writers. Only registration creates a registry: a write to one that does not
         exist (a mistyped path) is refused rather than leaving an empty tree and a lock file."""
-        if not create and not self.exists():
-            raise RegistryError(f"no registry at {self.url} (nothing was ever registered there)")
-        if not self._local:
-            with _IN_PROCESS_LOCKS[self.url]:
-                yield
+        held: set[str] = _HELD.__dict__.setdefault("urls", set())
+        if self.url in held:  # e.g. `_update_state` inside a `_locked` block of the same thread
+            yield
             return
-        os.makedirs(self.base, exist_ok=True)
-        with open(self._path(".lock"), "a") as lock_file:
-            fcntl.flock(lock_file, fcntl.LOCK_EX)
+        if not create and not self.exists():
+            raise self._no_registry()
+        with contextlib.ExitStack() as stack:
+            if self._local:
+                os.makedirs(self.base, exist_ok=True)
+                lock_file = stack.enter_context(open(self._path(".lock"), "a"))
+                fcntl.flock(lock_file, fcntl.LOCK_EX)  # released when the file is closed
+            else:
+                stack.enter_context(_IN_PROCESS_LOCKS[self.url])
+            held.add(self.url)
             try:
                 yield
             finally:
-                fcntl.flock(lock_file, fcntl.LOCK_UN)
+                held.discard(self.url)
 
     def _write_atomic(self, path: str, data: bytes) -> None:
         if not self._local:
@@ -275,6 +314,8 @@ class ModelRegistry:
                 os.unlink(tmp)
 
     def _read(self, path: str) -> bytes | None:
+        if self._conditional:
+            return self._s3_get(path)[0]  # one GET (s3fs's cat_file asks HEAD first)
         try:
             return self.fs.cat_file(path)
         except FileNotFoundError:
@@ -287,7 +328,9 @@ class ModelRegistry:
     def _names(self, folder: str) -> list[str]:
         """The names in a folder of the registry (none when it does not exist)."""
         try:
-            return [p.rstrip("/").rsplit("/", 1)[-1] for p in self.fs.ls(self._path(folder), detail=False)]
+            # Never a cached listing on object stores: other processes add versions and journal entries.
+            listed = self.fs.ls(self._path(folder), detail=False, **({} if self._local else {"refresh": True}))
+            return [p.rstrip("/").rsplit("/", 1)[-1] for p in listed]
         except FileNotFoundError:
             return []
         except NotADirectoryError as exc:
@@ -303,6 +346,101 @@ class ModelRegistry:
         for path in leftovers:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(path)
+
+    # -- conditional writes (S3) ----------------------------------------------------------
+    def _s3_get(self, path: str) -> tuple[bytes | None, str | None]:
+        """An object's bytes and the ETag of those very bytes (None, None: no such object)."""
+        bucket, key, _ = self.fs.split_path(path)
+
+        async def get() -> tuple[bytes | None, str | None]:
+            try:
+                response = await self.fs._call_s3("get_object", Bucket=bucket, Key=key)
+            except FileNotFoundError:
+                return None, None
+            return await response["Body"].read(), response["ETag"]
+
+        return fsspec.asyn.sync(self.fs.loop, get)
+
+    def _s3_put_if(self, path: str, data: bytes, etag: str | None) -> bool:
+        """PUT only if the object still has `etag` (None: only if it does not exist); False when
+        another writer got there first."""
+        bucket, key, _ = self.fs.split_path(path)
+        condition = {"IfMatch": etag} if etag is not None else {"IfNoneMatch": "*"}
+        try:
+            self.fs.call_s3("put_object", Bucket=bucket, Key=key, Body=data, **condition)
+        except OSError as exc:
+            if _precondition_failed(exc):
+                return False
+            raise
+        finally:
+            self.fs.invalidate_cache(path)
+        return True
+
+    def _check_conditional_writes(self) -> None:
+        """Refuse to write through a store that ignores If-None-Match / If-Match (an S3 server
+        older than those headers takes them for unconditional PUTs): there concurrent writers
+        would lose updates silently."""
+        if self.url in _CONDITIONAL_WRITES_CHECKED:
+            return
+        probe = self._path(_PROBE_FILE)
+        self.fs.pipe_file(probe, b"probe")
+        if self._s3_put_if(probe, b"probe", None) or self._s3_put_if(probe, b"probe", '"0"'):
+            raise RegistryError(
+                f"registry {self.url}: the object store ignores conditional writes (If-None-Match / If-Match), "
+                "so concurrent writers could lose updates; refusing to write. Use a store that honours them "
+                "(AWS S3, MinIO, recent moto) or a local path"
+            )
+        _CONDITIONAL_WRITES_CHECKED.add(self.url)
+
+    # -- state updates --------------------------------------------------------------------
+    def _state_object(self) -> tuple[bytes | None, str | None]:
+        """state.json's bytes, and the ETag a conditional replacement must match (None locally,
+        where the flock is held, and when there is no state.json yet)."""
+        path = self._path(STATE_FILE)
+        return self._s3_get(path) if self._conditional else (self._read(path), None)
+
+    def _replace_state(self, state: dict[str, Any], etag: str | None) -> bool:
+        """Replace state.json atomically (the commit point). On S3 only if it is still the
+        object read with `etag`: False when another writer replaced it meanwhile."""
+        data = json.dumps(state, indent=1).encode()
+        if self._conditional:
+            return self._s3_put_if(self._path(STATE_FILE), data, etag)
+        self._remove_leftovers()
+        self._write_atomic(self._path(STATE_FILE), data)
+        return True
+
+    def _update_state(self, mutate: Callable[[dict[str, Any]], T], *, create: bool = False) -> T:
+        """THE way to change state.json: read it, apply `mutate` (which changes the dict in place
+        and returns what the caller wants back), replace it, then journal the history.
+
+        Locally the flock makes this one step. On S3 a writer that lost the race re-reads the
+        state and runs `mutate` again on it, so `mutate` must derive everything from the state it
+        is given (and may raise RegistryError to refuse, e.g. a version already in production);
+        it must not change anything outside the state, as it may run more than once. A state
+        that `mutate` left unchanged is not written. Gives up with a RegistryError after
+        STATE_UPDATE_ATTEMPTS lost races, having changed nothing.
+        """
+        # On S3 the registry's existence is asked only when it has no state.json: one request less.
+        with self._locked(create=create or self._conditional):
+            for attempt in range(STATE_UPDATE_ATTEMPTS):
+                raw, etag = self._state_object()
+                if raw is None and self._conditional and not create and not self.exists():
+                    raise self._no_registry()
+                if self._conditional:
+                    self._check_conditional_writes()
+                state = self._parsed_state(raw)
+                before = json.dumps(state, sort_keys=True)
+                result = mutate(state)
+                if json.dumps(state, sort_keys=True) == before:
+                    return result
+                if self._replace_state(state, etag):
+                    self._write_journal(state)
+                    return result
+                time.sleep(min(_MAX_BACKOFF_S, _FIRST_BACKOFF_S * 2**attempt) * random.uniform(0.5, 1.5))
+        raise RegistryError(
+            f"{self._shown(self._path(STATE_FILE))}: other writers replaced it {STATE_UPDATE_ATTEMPTS} times "
+            "while this change was being made; nothing was changed, try again"
+        )
 
     # -- versions -------------------------------------------------------------------------
     def _version_numbers(self) -> list[int]:
@@ -322,11 +460,7 @@ class ModelRegistry:
         sha256 = hashlib.sha256(data).hexdigest()
         with self._locked(create=True):
             self._read_state()  # a damaged state is refused before anything is written
-            version = f"v{max(self._version_numbers(), default=0) + 1}"
-            version_dir = self._path("versions", version)
-            self.fs.makedirs(version_dir, exist_ok=True)
-            # Claims the number even on object stores, where directories don't exist by themselves.
-            self.fs.pipe_file(self._path("versions", version, ".claimed"), b"")
+            version = self._claim_version()
         record = {
             **metadata,
             "version": version,
@@ -337,15 +471,30 @@ class ModelRegistry:
         for name, content in (attachments or {}).items():
             self._write_atomic(self._path("versions", version, name), content)
         self._write_atomic(self._path("versions", version, "model_card.md"), render_model_card(record).encode())
-        with self._locked(create=True):
-            # Before the metadata: a version that exists has its sha256 outside its folder too.
-            state = self._read_state()
-            state["artifacts"][version] = sha256
-            self._write_state(state)
+        # Before the metadata: a version that exists has its sha256 outside its folder too.
+        self._update_state(lambda state: state["artifacts"].__setitem__(version, sha256), create=True)
         self._write_atomic(
             self._path("versions", version, "metadata.json"), json.dumps(record, indent=2, default=str).encode()
         )
         return self.get(version)
+
+    def _claim_version(self) -> str:
+        """Take the next version number: its `.claimed` object marks it taken, even on object
+        stores, where folders don't exist by themselves. On S3 the claim is a conditional create,
+        so a number another process claimed meanwhile is skipped, never shared."""
+        number = max(self._version_numbers(), default=0) + 1
+        if not self._conditional:
+            self.fs.makedirs(self._path("versions", f"v{number}"), exist_ok=True)
+            self.fs.pipe_file(self._path("versions", f"v{number}", ".claimed"), b"")
+            return f"v{number}"
+        self._check_conditional_writes()
+        for candidate in range(number, number + _CLAIM_ATTEMPTS):
+            if self._s3_put_if(self._path("versions", f"v{candidate}", ".claimed"), b"", None):
+                return f"v{candidate}"
+        raise RegistryError(
+            f"registry {self.url}: versions v{number} to v{number + _CLAIM_ATTEMPTS - 1} were all claimed by other "
+            "writers while this one registered; try again"
+        )
 
     def _stored_version(self, version: str) -> ModelVersion | None:
         """The version from its metadata.json; None when it has none (not registered, or its write
@@ -395,7 +544,9 @@ class ModelRegistry:
         """An extra file stored with the version, or None when it has none by that name."""
         return self._read(self._path("versions", self.get(version).version, name))
 
-    def _verified_artifact(self, version: str) -> tuple[ModelVersion, bytes]:
+    def _verified_artifact(
+        self, version: str, state: dict[str, Any] | None = None
+    ) -> tuple[ModelVersion, bytes]:
         model_version = self.get(version)
         data = self._read(self._path("versions", version, "model.pkl"))
         if data is None:
@@ -407,7 +558,7 @@ class ModelRegistry:
                 f"(sha256 {actual[:12]}... != recorded {model_version.sha256[:12]}...); refusing to load"
             )
         # Versions registered before the state kept checksums have only their metadata's.
-        kept = self._read_state().get("artifacts", {}).get(version)
+        kept = (state or self._read_state()).get("artifacts", {}).get(version)
         if kept is not None and kept != actual:
             raise RegistryError(
                 f"model version {version}: artifact integrity check failed "
@@ -415,15 +566,20 @@ class ModelRegistry:
             )
         return model_version, data
 
-    def verify(self, version: str) -> ModelVersion:
-        """Refuse a version whose artifact is missing or differs from its recorded sha256."""
-        return self._verified_artifact(version)[0]
+    def verify(self, version: str, state: dict[str, Any] | None = None) -> ModelVersion:
+        """Refuse a version whose artifact is missing or differs from its recorded sha256 (the one
+        kept in `state`, when the caller has just read it)."""
+        return self._verified_artifact(version, state)[0]
 
     def load(self, version: str) -> Any:
         _, data = self._verified_artifact(version)
         return pickle.loads(data)  # noqa: S301 - integrity-checked bytes from our own registry
 
     def exists(self) -> bool:
+        if self._conditional:  # one listing request (s3fs's exists asks HEAD first)
+            bucket, key, _ = self.fs.split_path(self.base)
+            listed = self.fs.call_s3("list_objects_v2", Bucket=bucket, Prefix=f"{key}/", MaxKeys=1)
+            return listed.get("KeyCount", 0) > 0
         return bool(self.fs.exists(self.base))
 
     def load_alias(self, alias: str = "production") -> Any:
@@ -437,11 +593,13 @@ class ModelRegistry:
         return sorted(int(m.group(1)) for n in self._names(JOURNAL_DIR) if (m := _JOURNAL_NAME.match(n)))
 
     def _read_state(self) -> dict[str, Any]:
-        """The aliases, history and checksums. Only a registry with no state.json and no journal
-        is new: a damaged or vanished state is refused, so that no write can replace it."""
-        path = self._path(STATE_FILE)
-        shown = self._shown(path)
-        raw = self._read(path)
+        """The aliases, history and checksums, for reading (to change them: `_update_state`)."""
+        return self._parsed_state(self._read(self._path(STATE_FILE)))
+
+    def _parsed_state(self, raw: bytes | None) -> dict[str, Any]:
+        """state.json parsed. Only a registry with no state.json and no journal is new: a damaged
+        or vanished state is refused, so that no write can replace it."""
+        shown = self._shown(self._path(STATE_FILE))
         if raw is None:
             if self._journal_indices():
                 raise DamagedStateError(shown, "is missing but the registry's journal is not")
@@ -461,17 +619,17 @@ class ModelRegistry:
         state.setdefault("artifacts", {})
         return state
 
-    def _write_state(self, state: dict[str, Any]) -> None:
-        """Replace state.json atomically (the commit point), then copy to the journal each history
-        entry it lacks, and the newest in any case (a journal entry of that index could only be
-        one the state no longer has, e.g. after an older state.json was put back by hand)."""
-        self._remove_leftovers()
-        self._write_atomic(self._path(STATE_FILE), json.dumps(state, indent=1).encode())
+    def _write_journal(self, state: dict[str, Any]) -> None:
+        """After state.json was replaced: copy to the journal each history entry it lacks, and the
+        newest in any case (a journal entry of that index could only be one the state no longer
+        has, e.g. after an older state.json was put back by hand). Entries are append-only, so
+        two writers copying the same index copy the same entry."""
         history = state["history"]
         if not history:
             return
         present = set(self._journal_indices())
-        self.fs.makedirs(self._path(JOURNAL_DIR), exist_ok=True)
+        if self._local:  # object stores have no folders to make
+            os.makedirs(self._path(JOURNAL_DIR), exist_ok=True)
         for index, entry in enumerate(history):
             if index not in present or index == len(history) - 1:
                 self._write_atomic(self._path(JOURNAL_DIR, f"{index:06d}.json"), json.dumps(entry, indent=1).encode())
@@ -519,11 +677,12 @@ class ModelRegistry:
         Moving `production` also moves `previous` to the old production version. Refused when
         `alias` already names `version`: a no-op would only add a misleading history entry.
         """
-        with self._locked():
-            return self._move_alias(
-                self._read_state(), alias, version, reason=reason, run_id=run_id, metrics=metrics,
+        return self._update_state(
+            lambda state: self._apply_alias_move(
+                state, alias, version, reason=reason, run_id=run_id, metrics=metrics,
                 action=action, expected_features=expected_features,
             )
+        )
 
     def rollback(
         self,
@@ -538,22 +697,25 @@ class ModelRegistry:
         Refused when the target's artifact fails integrity or its features differ from
         `expected_features` (default: those of the current production model).
         """
-        with self._locked():
-            state = self._read_state()
+
+        def roll_back(state: dict[str, Any]) -> dict[str, Any]:
             current = state["aliases"].get("production")
             target = to or state["aliases"].get("previous")
             if target is None:
                 raise RegistryError("nothing to roll back to: no previous production version (pass a version)")
-            if expected_features is None and current is not None:
-                expected_features = self.get(current).features
-            return self._move_alias(
+            features = expected_features
+            if features is None and current is not None:
+                features = self.get(current).features
+            return self._apply_alias_move(
                 state, "production", target,
                 reason=reason or f"rollback from {current} to {target}",
                 run_id=run_id, metrics=self.get(target).metrics, action="rollback",
-                expected_features=expected_features,
+                expected_features=features,
             )
 
-    def _move_alias(
+        return self._update_state(roll_back)
+
+    def _apply_alias_move(
         self,
         state: dict[str, Any],
         alias: str,
@@ -570,7 +732,7 @@ class ModelRegistry:
         if state["aliases"].get(alias) == version:
             already = "in production" if alias == "production" else alias
             raise RegistryError(f"model version {version} is already {already}")
-        target = self.verify(version)
+        target = self.verify(version, state)
         if expected_features is not None and list(expected_features) != target.features:
             missing = sorted(set(expected_features) - set(target.features))
             extra = sorted(set(target.features) - set(expected_features))
@@ -591,7 +753,6 @@ class ModelRegistry:
         }
         _move(aliases, alias, version)
         state["history"].append(entry)
-        self._write_state(state)
         return entry
 
     # -- rollouts (see model/rollout.py) ----------------------------------------------------
@@ -605,18 +766,19 @@ class ModelRegistry:
 
     def start_rollout(self, rollout: dict[str, Any]) -> dict[str, Any] | None:
         """Make `rollout` the newest; an open one it replaces ends as superseded, and is returned."""
-        with self._locked():
-            state = self._read_state()
+
+        def mutate(state: dict[str, Any]) -> dict[str, Any] | None:
             replaced, current = None, state.get("rollout")
             if current is not None:
                 if is_open(current):
                     current = replaced = end(
                         current, "superseded", "supersede", f"superseded by the rollout of {rollout['candidate']}"
                     )
-                state.setdefault("rollouts", []).append(current)
+                state["rollouts"] = [*state.get("rollouts", []), current]
             state["rollout"] = rollout
-            self._write_state(state)
-        return replaced
+            return replaced
+
+        return self._update_state(mutate)
 
     def save_rollout(
         self, rollout: dict[str, Any], *, promote_reason: str | None = None, run_id: str | None = None
@@ -625,8 +787,8 @@ class ModelRegistry:
         refused when it changed since (paused, aborted or superseded meanwhile), so a run never
         undoes an operator's command. With `promote_reason`, its candidate becomes production in
         the same atomic write (the history entry gives the reason)."""
-        with self._locked():
-            state = self._read_state()
+
+        def mutate(state: dict[str, Any]) -> dict[str, Any]:
             current = state.get("rollout")
             if current is None or current["candidate"] != rollout["candidate"] or current["revision"] != rollout["revision"]:
                 now = f"{current['candidate']} {current['status']}, revision {current['revision']}" if current else "none"
@@ -636,30 +798,36 @@ class ModelRegistry:
                 )
             saved = {**rollout, "revision": rollout["revision"] + 1}
             state["rollout"] = saved
-            if promote_reason is None:
-                self._write_state(state)
-            else:
-                self._move_alias(
-                    state, "production", saved["candidate"], reason=promote_reason, run_id=run_id,
-                    metrics=self.get(saved["candidate"]).metrics, action="promote",
+            if promote_reason is not None:
+                candidate = saved["candidate"]
+                self._apply_alias_move(
+                    state, "production", candidate, reason=promote_reason, run_id=run_id,
+                    metrics=self.get(candidate).metrics, action="promote",
                     expected_features=self.get(saved["champion"]).features,
                 )
-        return saved
+            return saved
+
+        return self._update_state(mutate)
 
     # -- retention ------------------------------------------------------------------------
     def prune(self, keep_last: int = DEFAULT_KEEP_LAST) -> list[str]:
         """Delete all but the newest `keep_last` versions; never one that an alias names."""
         if keep_last < 1:
             raise RegistryError(f"keep_last must be >= 1, got {keep_last}")
-        with self._locked():
-            state = self._read_state()
+
+        def forget_doomed(state: dict[str, Any]) -> list[str]:
             protected = set(state["aliases"].values())
-            numbers = self._version_numbers()
-            doomed = [f"v{n}" for n in numbers[:-keep_last] if f"v{n}" not in protected]
+            doomed = [f"v{n}" for n in self._version_numbers()[:-keep_last] if f"v{n}" not in protected]
+            for version in doomed:
+                state["artifacts"].pop(version, None)
+            return doomed
+
+        with self._locked():
+            # The state first (the versions' folders only once no alias can have moved to them):
+            # a crash in between leaves folders that the next prune removes.
+            doomed = self._update_state(forget_doomed)
             for version in doomed:
                 self.fs.rm(self._path("versions", version), recursive=True)
-            if any(state["artifacts"].pop(version, None) for version in doomed):
-                self._write_state(state)
         return doomed
 
     # -- recovery -------------------------------------------------------------------------
@@ -667,9 +835,12 @@ class ModelRegistry:
         """Rebuild a damaged (empty, truncated, wrong-shaped or vanished) state.json, keeping the
         damaged file beside it. Refused when the state is sound: there is nothing to recover."""
         with self._locked():
+            if self._conditional:
+                self._check_conditional_writes()
             path = self._path(STATE_FILE)
+            raw, etag = self._state_object()
             try:
-                self._read_state()
+                self._parsed_state(raw)
             except DamagedStateError as exc:
                 problem = exc.problem
             else:
@@ -688,12 +859,17 @@ class ModelRegistry:
                 if version not in artifacts:
                     del aliases[alias]
                     not_recovered.append(f"alias {alias}: it named {version}, which could not be verified; left unset")
-            raw = self._read(path)
             kept = None
             if raw is not None:
                 kept = self._path(f"{STATE_FILE}.damaged-{datetime.now(timezone.utc).strftime('%Y%m%dT%H%M%S%fZ')}")
                 self._write_atomic(kept, raw)
-            self._write_state({"aliases": aliases, "history": history, "artifacts": artifacts})
+            state = {"aliases": aliases, "history": history, "artifacts": artifacts}
+            if not self._replace_state(state, etag):
+                raise RegistryError(
+                    f"{self._shown(path)} was replaced by another writer during recovery; nothing was recovered "
+                    "(run recover again if it is still damaged)"
+                )
+            self._write_journal(state)
         return Recovery(
             problem=problem,
             damaged_copy=None if kept is None else self._shown(kept),

@@ -7,21 +7,22 @@ re-execution reads what its parent run produced for the steps it skips. Any othe
 in a run of `production_model` alone) is read from the run that materialized that asset last:
 the output is stored (whole, by an atomic rename) before Dagster records the materialization.
 
+Each output is a folder of Parquet files and JSON (see ml_platform.data.stored_outputs): no
+pickle, so loading runs no code, and the frames open with `pandas.read_parquet`.
+
 Run folders older than `keep_hours` are removed, except those holding some asset's latest
 output (which later runs may still load). This IO manager also tags each run with its worker
 (host, pid, start), which the run launcher's health check needs (see run_launcher.py).
 """
 
-import os
-import pickle
 import shutil
 import time
-import uuid
 from pathlib import Path
 from typing import Any
 
 import dagster as dg
 
+from ml_platform.data.stored_outputs import MANIFEST, StoredOutputError, read_output, write_output
 from ml_platform.orchestration.names import WORKER_TAG
 from ml_platform.orchestration.run_launcher import worker_tag_value
 
@@ -37,8 +38,8 @@ def _source_run_id(upstream: dg.OutputContext | None) -> str | None:
 
 
 class RunScopedIOManager(dg.ConfigurableIOManager):
-    """Pickles each output to <base_dir>/<run_id>/<asset key path>; base_dir defaults to the
-    instance's storage directory."""
+    """Stores each output as the folder <base_dir>/<run_id>/<asset key path> (Parquet and JSON);
+    base_dir defaults to the instance's storage directory."""
 
     base_dir: str = ""
     keep_hours: float = 24.0
@@ -62,15 +63,10 @@ class RunScopedIOManager(dg.ConfigurableIOManager):
         root = self._root(instance)
         # An op's output (not an asset's) is keyed by its step and output name.
         key = context.asset_key if context.has_asset_key else dg.AssetKey(["_ops", context.step_key, context.name])
-        path = self._path(root, context.run_id, key)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f"{path.name}.tmp-{uuid.uuid4().hex}")
         try:
-            with tmp.open("wb") as f:
-                pickle.dump(obj, f, protocol=pickle.HIGHEST_PROTOCOL)
-            os.replace(tmp, path)  # a reader sees the whole output or none
-        finally:
-            tmp.unlink(missing_ok=True)
+            write_output(obj, self._path(root, context.run_id, key))  # a reader sees the whole output or none
+        except StoredOutputError as exc:
+            raise dg.Failure(f"{key.to_user_string()}: its output cannot be stored: {exc}", allow_retries=False) from exc
         if str(root) not in _PRUNED_ROOTS:
             _PRUNED_ROOTS.add(str(root))
             self.prune(instance, root, keep_run_id=context.run_id)
@@ -100,8 +96,15 @@ class RunScopedIOManager(dg.ConfigurableIOManager):
                     allow_retries=False,
                 )
             context.log.info(f"loading {key.to_user_string()} as run {event.run_id} stored it")
-        with path.open("rb") as f:
-            return pickle.load(f)  # noqa: S301 - written by this IO manager, under the instance's storage
+            run_id = event.run_id
+        try:
+            return read_output(path)
+        except StoredOutputError as exc:
+            raise dg.Failure(
+                f"{key.to_user_string()} as run {run_id} stored it cannot be loaded: {exc}; "
+                f"materialize {key.to_user_string()} again",
+                allow_retries=False,
+            ) from exc
 
     def prune(self, instance: dg.DagsterInstance, root: Path, keep_run_id: str) -> list[str]:
         """Remove run folders older than keep_hours unless they hold an asset's latest output."""
@@ -111,7 +114,7 @@ class RunScopedIOManager(dg.ConfigurableIOManager):
         for run_dir in root.iterdir() if root.exists() else []:
             if run_dir.name == keep_run_id or not run_dir.is_dir() or run_dir.stat().st_mtime > cutoff:
                 continue
-            keys = [dg.AssetKey(list(p.relative_to(run_dir).parts)) for p in run_dir.rglob("*") if p.is_file()]
+            keys = [dg.AssetKey(list(p.parent.relative_to(run_dir).parts)) for p in run_dir.rglob(MANIFEST)]
             for key in keys:
                 if key not in latest_runs:
                     event = instance.get_latest_materialization_event(key)
