@@ -37,6 +37,7 @@ benchmarks/smoke_benchmark.py, Intel Xeon @ 2.20GHz, 2 cores shared, load ~2; me
 from __future__ import annotations
 
 import json
+import math
 import os
 import select
 import signal
@@ -199,6 +200,8 @@ def serve(requests: IO[bytes], replies: IO[bytes]) -> None:
                 os.dup2(log, 1)
                 os.dup2(log, 2)
                 signal.signal(signal.SIGINT, signal.SIG_DFL)
+                # Ends the child by itself even if its caller vanished before killing it at the timeout.
+                signal.alarm(math.ceil(request["timeout_s"]) + 5)
                 _run_request(request)
                 code = 0
             except BaseException:  # noqa: BLE001 - reported through the log and the exit code
@@ -348,7 +351,8 @@ def run_smoke_test(registry_root: str, version: str, sample: pd.DataFrame, featu
         sample.head(policy.sample_rows).to_parquet(paths["sample.parquet"])
         request = {"registry_root": os.fspath(registry_root), "version": version, "features": list(features),
                    "classes": None if classes is None else [_jsonable(c) for c in classes], "policy": asdict(policy),
-                   "sample": paths["sample.parquet"], "result": paths["result.json"], "log": paths["child.log"]}
+                   "sample": paths["sample.parquet"], "result": paths["result.json"], "log": paths["child.log"],
+                   "timeout_s": timeout_s}
         exit_code, why = _SERVER.run(request, timeout_s)
         seconds = round(time.perf_counter() - start, 4)
         if exit_code == 0 and os.path.exists(paths["result.json"]):

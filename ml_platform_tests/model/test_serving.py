@@ -160,3 +160,12 @@ def test_prediction_problems_names_each_problem() -> None:
         "1 of 4 rows have a predicted class outside [0, 1] (row_key 3)",
         "arm champion was answered by 2 versions (v1, v2)",
     ]
+
+
+def test_three_classes_and_ties_predict_the_first_most_likely_class() -> None:
+    proba = [[0.2, 0.4, 0.4], [0.5, 0.3, 0.2], [0.1, 0.1, 0.8], [1 / 3, 1 / 3, 1 / 3]]
+    scores = score_batch(frame_of(4), FEATURES, None, pd.Series([1, 2, 3, 4]),
+                         ScoringModel("v1", Fixed(proba, ["low", "mid", "high"])), None, 0.0, "m:v1")
+    assert scores.predictions["predicted"].tolist() == ["mid", "low", "high", "low"]
+    assert scores.figures["class_shares"] == {"low": 0.5, "mid": 0.25, "high": 0.25}
+    assert prediction_problems(scores.predictions, ["low", "mid", "high"]) == []

@@ -1,0 +1,118 @@
+"""Benchmark of batch scoring (ml_platform.model.serving) at 1,000,000 rows x 10 features.
+
+The model is the platform's default estimator (logistic regression behind a StandardScaler),
+trained by train_candidate as every training run trains it, on the same 1,000,000-row frame.
+The median of --repeats runs of:
+
+  (a) model.predict_proba alone on the frame's features (the floor: what any scoring pays);
+  (b) row_keys (a content hash of the 10 features) + score_batch with the champion only;
+  (c) row_keys + score_batch with champion + candidate at a 10% canary (both score every row);
+  (d) writing (c)'s predictions to Parquet (pyarrow, snappy, as batch_predictions stores them).
+
+Printed: each median, its throughput (rows/s), (b)'s throughput over (a)'s (target >= 0.8x),
+the extra cost of (c) over (b), where (b)'s time goes, the CPU and the load average.
+
+    .venv/bin/python benchmarks/batch_benchmark.py [--repeats 7] [--check]
+
+Results: stdout and benchmarks/results/batch.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import numpy as np
+import pandas as pd
+import sklearn
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import measure  # noqa: E402
+
+from ml_platform.data.sources import DatasetSpec, FeatureSpec  # noqa: E402
+from ml_platform.model.serving import ScoringModel, canary_mask, row_keys, score_batch  # noqa: E402
+from ml_platform.model.training import TrainingSettings, train_candidate  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[1]
+ROWS, FEATURES = 1_000_000, [f"x{i}" for i in range(10)]
+TARGET_RATIO = 0.8
+T = TypeVar("T")
+
+
+def time_median(fn: Callable[[], T], repeats: int) -> tuple[dict[str, float], T]:
+    timings: list[float] = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        result = fn()
+        timings.append(time.perf_counter() - start)
+    median = statistics.median(timings)
+    return {"median_s": round(median, 4), "min_s": round(min(timings), 4), "max_s": round(max(timings), 4),
+            "n": repeats, "rows_per_s": round(ROWS / median)}, result
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--repeats", type=int, default=7)
+    parser.add_argument("--check", action="store_true", help="exit 1 if (b) is below 0.8x of (a)")
+    parser.add_argument("--output", type=Path, default=REPO / "benchmarks" / "results" / "batch.json")
+    args = parser.parse_args(argv)
+    machine = measure.machine(numpy=np.__version__, pandas=pd.__version__, sklearn=sklearn.__version__)
+
+    rng = np.random.default_rng(0)
+    frame = pd.DataFrame(rng.normal(size=(ROWS, len(FEATURES))), columns=FEATURES)
+    frame["label"] = (frame.x0 + 0.5 * frame.x1 + rng.normal(size=ROWS) > 0).astype(int)
+    spec = DatasetSpec(features=tuple(FeatureSpec(f) for f in FEATURES), target="label")
+    champion = ScoringModel("v1", train_candidate(frame, spec, TrainingSettings()).pipeline)
+    candidate = ScoringModel("v2", train_candidate(frame, spec, TrainingSettings(seed=7)).pipeline)
+    print(f"CPU: {machine['cpu_model']}, {machine['cpus']} cores; load {machine['loadavg_start']};"
+          f" {ROWS:,} rows x {len(FEATURES)} features; medians of {args.repeats}")
+
+    def single() -> Any:
+        return score_batch(frame, FEATURES, "label", row_keys(frame, None, FEATURES), champion, None, 0.0, "m:v2")
+
+    def canary() -> Any:
+        return score_batch(frame, FEATURES, "label", row_keys(frame, None, FEATURES), champion, candidate, 0.1, "m:v2")
+
+    x = frame[FEATURES]
+    proba_alone, _ = time_median(lambda: champion.model.predict_proba(x), args.repeats)
+    keys_alone, keys = time_median(lambda: row_keys(frame, None, FEATURES), args.repeats)
+    mask_alone, _ = time_median(lambda: canary_mask(keys, 0.1, "m:v2"), args.repeats)
+    champion_only, _ = time_median(single, args.repeats)
+    with_canary, scores = time_median(canary, args.repeats)
+    with tempfile.TemporaryDirectory() as tmp:
+        parquet = Path(tmp) / "batch_predictions.parquet"
+        write, _ = time_median(lambda: scores.predictions.to_parquet(parquet, index=False), args.repeats)
+        parquet_mb = round(parquet.stat().st_size / 2**20, 1)
+    ratio = round(proba_alone["median_s"] / champion_only["median_s"], 3)
+    extra = round(with_canary["median_s"] - champion_only["median_s"], 4)
+    machine["loadavg_end"] = measure.loadavg()
+    results = {"machine": machine, "rows": ROWS, "features": len(FEATURES),
+               "a_predict_proba": proba_alone, "b_row_keys_and_score_batch_champion": champion_only,
+               "c_row_keys_and_score_batch_canary_10pct": with_canary, "d_write_parquet": write,
+               "parquet_mb": parquet_mb, "row_keys": keys_alone, "canary_mask": mask_alone,
+               "ratio_b_to_a_throughput": ratio, "extra_c_over_b_s": extra,
+               "figures_c": scores.figures}
+    for label, r in (("(a) predict_proba alone", proba_alone), ("(b) row_keys + score_batch, champion", champion_only),
+                     ("(c) row_keys + score_batch, 10% canary", with_canary), ("(d) predictions to Parquet", write),
+                     ("    of which row_keys", keys_alone), ("    canary_mask", mask_alone)):
+        print(f"{label:<42} {r['median_s']:>8.4f} s  {r['rows_per_s']:>12,} rows/s")
+    print(f"(b) / (a) throughput: {ratio}x (target {TARGET_RATIO}x: {'met' if ratio >= TARGET_RATIO else 'MISSED'});"
+          f" (b) beyond (a): {champion_only['median_s'] - proba_alone['median_s']:.4f} s, of which row_keys"
+          f" {keys_alone['median_s']:.4f} s")
+    print(f"(c) over (b): +{extra:.4f} s ({with_canary['median_s'] / champion_only['median_s']:.2f}x);"
+          f" Parquet {parquet_mb} MiB; load at the end {machine['loadavg_end']}")
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    args.output.write_text(json.dumps(results, indent=2))
+    print(f"results: {args.output}")
+    return 1 if args.check and ratio < TARGET_RATIO else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
