@@ -132,14 +132,15 @@ def check_version(registry_root: str, version: str, sample: pd.DataFrame, featur
     if proba.shape != expected_shape:
         return [f"{version} predict_proba returned shape {proba.shape} on {len(x)} rows, expected {expected_shape}"
                 f" (one row per input row, one column per class of {model_classes.tolist()})"], figures
-    nan_rows = int(np.isnan(proba).any(axis=1).sum())
+    has_nan = np.isnan(proba).any(axis=1)
+    nan_rows = int(has_nan.sum())
     if nan_rows:
         failures.append(f"{version} gives NaN probabilities on {nan_rows} of {len(x)} rows")
     outside = int(((proba < 0.0) | (proba > 1.0)).any(axis=1).sum())
     if outside:
         failures.append(f"{version} gives probabilities outside [0, 1] on {outside} of {len(x)} rows")
-    off_sum = int((np.abs(proba.sum(axis=1) - 1.0) > PROBA_TOLERANCE).sum()) - nan_rows
-    if off_sum > 0:
+    off_sum = int((~has_nan & (np.abs(proba.sum(axis=1) - 1.0) > PROBA_TOLERANCE)).sum())
+    if off_sum:
         failures.append(f"{version} gives probabilities not summing to 1 (tolerance {PROBA_TOLERANCE:g})"
                         f" on {off_sum} of {len(x)} rows")
     predicted = model_classes[np.nan_to_num(proba, nan=-1.0).argmax(axis=1)]

@@ -19,6 +19,15 @@ class NaNClassifier:
         return np.full((len(x), 2), np.nan)
 
 
+class UnderOneClassifier:
+    """Two classes whose probabilities sum to 0.6."""
+
+    classes_ = np.array([0, 1])
+
+    def predict_proba(self, x: pd.DataFrame) -> np.ndarray:
+        return np.tile([0.2, 0.4], (len(x), 1))
+
+
 class SleepyClassifier:
     """Sleeps far longer than any smoke timeout before answering."""
 

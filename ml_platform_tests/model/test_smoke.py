@@ -15,7 +15,7 @@ from ml_platform.data.sources import DatasetSpec, FeatureSpec
 from ml_platform.model.registry import ModelRegistry
 from ml_platform.model.smoke import SmokePolicy, SmokeResult, _SERVER, prestart, run_smoke_test
 from ml_platform.model.training import TrainedCandidate, TrainingSettings, train_candidate
-from ml_platform_tests.model.smoke_models import CrashingClassifier, NaNClassifier, SleepyClassifier, Unpicklable
+from ml_platform_tests.model.smoke_models import CrashingClassifier, NaNClassifier, SleepyClassifier, UnderOneClassifier, Unpicklable
 
 FEATURES = ["a", "b", "c"]
 SPEC = DatasetSpec(features=tuple(FeatureSpec(f) for f in FEATURES), target="label")
@@ -59,6 +59,7 @@ def test_an_artifact_changed_after_registration_is_refused(tmp_path: Path, train
     result = smoke(tmp_path, version, trained)
     assert not result.passed
     assert result.failures[0].startswith("v1 artifact refused:") and "sha256" in result.failures[0]
+    assert smoke(tmp_path, "v9", trained).failures == [f"v9 artifact refused: model version 'v9' not found in registry {tmp_path}"]
 
 
 def test_a_model_predicting_one_class_only_is_refused(tmp_path: Path, trained: TrainedCandidate) -> None:
@@ -68,15 +69,19 @@ def test_a_model_predicting_one_class_only_is_refused(tmp_path: Path, trained: T
     assert result.failures == ["v1 predicts only class 1 on 120 holdout rows whose labels have 2 classes"]
 
 
-def test_nan_probabilities_and_artifacts_without_predict_proba_are_refused(tmp_path: Path, trained: TrainedCandidate) -> None:
+def test_bad_probabilities_and_artifacts_without_predict_proba_are_refused(tmp_path: Path, trained: TrainedCandidate) -> None:
     registry = ModelRegistry(tmp_path)
     nan = registered(tmp_path, NaNClassifier())
+    under_one = registered(tmp_path, UnderOneClassifier())
     no_proba = registry.register({"not": "a model"}, {"target": "label"}).version
     unpicklable = registry.register(Unpicklable(), {"target": "label"}).version
     assert "v1 gives NaN probabilities on 120 of 120 rows" in smoke(tmp_path, nan, trained).failures
-    assert smoke(tmp_path, no_proba, trained).failures == ["v2 artifact (dict) has no predict_proba or classes_"]
+    assert smoke(tmp_path, under_one, trained).failures == [
+        "v2 gives probabilities not summing to 1 (tolerance 1e-06) on 120 of 120 rows",
+        "v2 predicts only class 1 on 120 holdout rows whose labels have 2 classes"]
+    assert smoke(tmp_path, no_proba, trained).failures == ["v3 artifact (dict) has no predict_proba or classes_"]
     [failure] = smoke(tmp_path, unpicklable, trained).failures
-    assert failure.startswith("v3 artifact could not be unpickled: RuntimeError: this artifact was pickled")
+    assert failure.startswith("v4 artifact could not be unpickled: RuntimeError: this artifact was pickled")
 
 
 def test_a_too_low_latency_bound_fails(tmp_path: Path, trained: TrainedCandidate) -> None:
