@@ -227,6 +227,12 @@ class _ForkServer:
     """The calling process's fork server: started on first use, restarted when found dead."""
 
     def __init__(self) -> None:
+        self._forget()
+        # A process forked from the caller (e.g. an executor's step worker) must not share its
+        # parent's server pipes, nor inherit a lock some other thread held at the fork.
+        os.register_at_fork(after_in_child=self._forget)
+
+    def _forget(self) -> None:
         self._lock = threading.Lock()
         self._process: subprocess.Popen[bytes] | None = None
         self._errors: IO[bytes] | None = None
