@@ -22,16 +22,22 @@ the caller's modules (-P keeps the working folder off sys.path, and it is a new 
 It exits when the caller's end of its stdin closes; a dead server is restarted; a child that
 outlives the timeout is killed.
 
-Why not a plain subprocess or multiprocessing's forkserver (measured by
-benchmarks/smoke_benchmark.py, Intel Xeon @ 2.20GHz, 2 cores shared, load ~2; medians of 5):
-- `python -m ml_platform.model.smoke` per test: every call pays the imports of pandas and
-  scikit-learn, see SMOKE_FIGURES below;
-- this fork server: the first call pays them once, each later call is a fork plus the check;
-- multiprocessing.get_context("forkserver") with set_forkserver_preload(...) is as fast once
-  warm, but each child re-runs the caller's __main__ module before it starts (its preparation
-  data names it: the `dagster` or `pytest` console script, a benchmark script), which imports
-  the caller's modules into the clean process and, under a Dagster run worker, costs the import
-  of dagster; and its server is a process-wide singleton whose preload list other code may set.
+Why this and not a plain subprocess or multiprocessing's forkserver: benchmarks/smoke_benchmark.py,
+one smoke test of the default estimator on 200 rows, medians of 5, on an AMD EPYC with 2 cores
+shared with other work (load average 4 to 6 during the runs, so every figure is inflated ~3x):
+
+  way                                           first test     each later test
+  `python -m ml_platform.model.smoke` per test  3.9 - 6.8 s    3.9 - 6.8 s (every test imports
+                                                               pandas and scikit-learn again)
+  this fork server                              5.8 - 6.6 s    0.56 - 0.57 s
+  multiprocessing forkserver + preload          8.0 - 8.9 s    0.54 - 0.56 s
+
+The two servers cost the same once warm; in a process that runs one smoke test (a Dagster run
+worker) both cost about what a plain subprocess costs, unless prestart() overlaps the server's
+start with training. multiprocessing's was not chosen because each of its children re-imports
+the caller's __main__ module before running (its preparation data names it: the `dagster` or
+`pytest` console script, a benchmark script), i.e. imports the caller's modules into the clean
+process, and its server is a process-wide singleton whose preload list other code may set.
 """
 
 from __future__ import annotations
