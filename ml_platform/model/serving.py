@@ -15,7 +15,7 @@ from __future__ import annotations
 import hashlib
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -134,6 +134,8 @@ class ScoringModel:
 class BatchScores:
     predictions: pd.DataFrame  # row_key, predicted, proba_<class>..., model_version, arm
     figures: dict[str, Any]  # JSON-able: rows, shares, versions; agreement and accuracies with a candidate
+    # What is wrong with the candidate's outputs on every row it scored, served or shadow (a rollback).
+    candidate_problems: list[str] = field(default_factory=list)
 
 
 def _argmax_rows(proba: np.ndarray) -> np.ndarray:
@@ -193,6 +195,9 @@ def score_batch(
     if candidate is not None:
         canary = canary_mask(keys, candidate_share, salt)
         candidate_proba, candidate_index = score(candidate)
+        candidate_problems = [
+            f"{int(bad.sum())} of {rows} rows have {what}" for what, bad in _probability_checks(candidate_proba) if bad.any()
+        ]
         agree = served_index == candidate_index
         champion_index, served_index = served_index, served_index.copy()
         # The canary rows take the candidate's answer, written over the champion's (its
@@ -204,6 +209,7 @@ def score_batch(
             np.put(column, positions, np.take(candidate_proba[:, j], positions))
     else:
         canary = np.zeros(rows, dtype=bool)
+        candidate_problems = []
     codes = canary.view(np.int8)  # 0 = champion, 1 = candidate
     versions = [champion.version] + ([candidate.version] if candidate is not None else [])
     # row_key is copied (the caller's Series stays theirs); every other array is this call's own.
@@ -238,7 +244,17 @@ def score_batch(
         for arm, index in (("champion", champion_index), ("candidate", candidate_index)):
             right = np.count_nonzero((np.take(classes, index) == truth) & labelled)
             figures[f"{arm}_accuracy"] = round(right / labelled_rows, 6) if labelled_rows else None
-    return BatchScores(predictions=predictions, figures=figures)
+    return BatchScores(predictions=predictions, figures=figures, candidate_problems=candidate_problems)
+
+
+def _probability_checks(proba: np.ndarray) -> list[tuple[str, np.ndarray]]:
+    """(what, which rows) for each way a predict_proba output can be wrong."""
+    nan = np.isnan(proba).any(axis=1)
+    return [
+        ("NaN probabilities", nan),
+        ("probabilities outside [0, 1]", ((proba < 0.0) | (proba > 1.0)).any(axis=1)),
+        (f"probabilities not summing to 1 (tolerance {PROBA_TOLERANCE:g})", ~nan & (np.abs(proba.sum(axis=1) - 1.0) > PROBA_TOLERANCE)),
+    ]
 
 
 def _first_keys(predictions: pd.DataFrame, where: np.ndarray, limit: int = 3) -> str:
@@ -256,13 +272,10 @@ def prediction_problems(predictions: pd.DataFrame, classes: Sequence[Any]) -> li
     if missing:
         return [f"predictions lack column(s) {missing}"]
     proba = predictions[proba_columns].to_numpy(dtype=np.float64, na_value=np.nan)
-    checks = (
-        ("NaN probabilities", np.isnan(proba).any(axis=1)),
-        ("probabilities outside [0, 1]", ((proba < 0.0) | (proba > 1.0)).any(axis=1)),
-        (f"probabilities not summing to 1 (tolerance {PROBA_TOLERANCE:g})",
-         ~np.isnan(proba).any(axis=1) & (np.abs(proba.sum(axis=1) - 1.0) > PROBA_TOLERANCE)),
+    checks = [
+        *_probability_checks(proba),
         (f"a predicted class outside {list(classes)}", ~predictions["predicted"].isin(list(classes)).to_numpy()),
-    )
+    ]
     for what, bad in checks:
         if bad.any():
             problems.append(f"{int(bad.sum())} of {len(predictions)} rows have {what} (row_key {_first_keys(predictions, bad)})")
