@@ -98,6 +98,14 @@ def op_config(model: str, asset: str, **config: Any) -> dict[str, Any]:
     return {"ops": {f"{model}__{asset}": {"config": config}}}
 
 
+def promote_at_once(model: str = "breast_cancer", run_config: dict[str, Any] | None = None) -> dict[str, Any]:
+    """`run_config` plus no canary rollout: a staged candidate that passes its smoke test is promoted
+    in the same run (what tests of the gate and the registry need; test_release.py tests rollouts)."""
+    run_config = dict(run_config or {})
+    run_config["ops"] = {**run_config.get("ops", {}), **op_config(model, "production_model", steps=[])["ops"]}
+    return run_config
+
+
 def source_config(model: str, **config: Any) -> dict[str, Any]:
     """Run config overriding some of a model's data source fields for one run (the Launchpad's way)."""
     return {"resources": {f"{model}_data_source": {"config": config}}}

@@ -46,7 +46,7 @@ def test_cli_runs_land_in_the_persistent_instance_reuse_stored_outputs_and_print
         }
         assert set(evaluations) == {"pandera_schema", "accuracy_above_threshold", "data_drift", "missing_values",
                                     "prediction_drift", "production_model_accuracy", "estimated_accuracy",
-                                    "pipeline_run_time"}
+                                    "pipeline_run_time", "smoke_test", "prediction_outputs", "canary_rollout"}
         assert evaluations["data_drift"].description == "not evaluated: no production model yet"
     assert registry_of(dagster_home).alias("production") == "v1"
 

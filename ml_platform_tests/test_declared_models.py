@@ -36,7 +36,8 @@ def test_two_models_side_by_side_train_promote_and_monitor_independently(
     defs = project.load()
     assert {k.to_user_string() for k in defs.resolve_asset_graph().get_all_asset_keys()} == {
         f"{m}/{a}" for m in ("cancer", "synth")
-        for a in ("raw_data", "validated_data", "trained_model", "production_model", "monitoring_report")
+        for a in ("raw_data", "validated_data", "trained_model", "staging_model", "production_model", "batch_predictions",
+                  "monitoring_report")
     }
     assert run_job(instance, defs, "cancer_training").success
     assert run_job(instance, defs, "synth_training").success

@@ -16,7 +16,7 @@ from ml_platform_tests.conftest import REPO_ROOT, declared, platform, registry_o
 BIN = sys.executable.rsplit("/", 1)[0]
 
 
-def test_the_shipped_project_declares_two_models_each_with_its_five_assets_jobs_and_schedules() -> None:
+def test_the_shipped_project_declares_two_models_each_with_its_assets_jobs_schedules_and_sensors() -> None:
     from ml_platform.definitions import defs
 
     models = ("breast_cancer", "churn")
@@ -24,17 +24,27 @@ def test_the_shipped_project_declares_two_models_each_with_its_five_assets_jobs_
     dg.Definitions.validate_loadable(definitions)
     repo = definitions.get_repository_def()
     assert {k.to_user_string() for k in repo.asset_graph.get_all_asset_keys()} == {
-        f"{m}/{a}" for m in models for a in ("raw_data", "validated_data", "trained_model", "production_model", "monitoring_report")
+        f"{m}/{a}" for m in models for a in (
+            "raw_data", "validated_data", "trained_model", "staging_model", "production_model", "batch_predictions",
+            "monitoring_report",
+        )
     }
     assert {repo.asset_graph.get(k).group_name for k in repo.asset_graph.get_all_asset_keys()} == set(models)
     assert set(definitions.resources) == {"breast_cancer_data_source", "churn_data_source", "model_registry", "alerting", "io_manager"}
     assert {(s.name, s.cron_schedule, s.execution_timezone) for s in repo.schedule_defs} == {
-        (f"{m}_{s}_schedule", cron, "UTC") for m in models for s, cron in (("retrain", "0 2 * * *"), ("monitoring", "0 * * * *"))
+        (f"{m}_{s}_schedule", cron, "UTC") for m in models
+        for s, cron in (("retrain", "0 2 * * *"), ("monitoring", "0 * * * *"), ("batch", "30 * * * *"))
     }
-    assert {j.name for j in repo.get_all_jobs()} >= {"breast_cancer_training", "breast_cancer_monitoring", "breast_cancer_rollback"}
-    assert {s.name for s in repo.sensor_defs} == {"check_alert_sensor", "run_failure_alert_sensor"}
+    assert {j.name for j in repo.get_all_jobs()} >= {
+        f"breast_cancer_{j}" for j in ("training", "monitoring", "batch", "rollback")
+    }
+    assert {s.name for s in repo.sensor_defs} == {
+        "check_alert_sensor", "run_failure_alert_sensor", *(f"{m}_batch_after_promotion" for m in models)
+    }
     production = repo.asset_graph.get(dg.AssetKey(["breast_cancer", "production_model"]))
-    assert production.parent_keys == {dg.AssetKey(["breast_cancer", "trained_model"])}
+    assert production.parent_keys == {dg.AssetKey(["breast_cancer", "staging_model"])}
+    batch = repo.asset_graph.get(dg.AssetKey(["breast_cancer", "batch_predictions"]))
+    assert batch.parent_keys == {dg.AssetKey(["breast_cancer", a]) for a in ("raw_data", "validated_data", "production_model")}
 
 
 def test_the_training_job_holds_no_monitoring_check_and_the_monitoring_job_never_trains() -> None:
@@ -42,10 +52,15 @@ def test_the_training_job_holds_no_monitoring_check_and_the_monitoring_job_never
     graph = defs.resolve_asset_graph()
     jobs = {job.name: job for job in defs.jobs}
     training, monitoring = jobs["breast_cancer_training"], jobs["breast_cancer_monitoring"]
-    assert {k.name for k in training.selection.resolve_checks(graph)} == {"pandera_schema", "accuracy_above_threshold"}
+    assert {k.name for k in training.selection.resolve_checks(graph)} == {"pandera_schema", "accuracy_above_threshold", "smoke_test"}
     assert {k.to_user_string() for k in training.selection.resolve(graph)} == {
-        f"breast_cancer/{a}" for a in ("raw_data", "validated_data", "trained_model", "production_model")
+        f"breast_cancer/{a}" for a in ("raw_data", "validated_data", "trained_model", "staging_model", "production_model")
     }
+    batch = jobs["breast_cancer_batch"]
+    assert {k.to_user_string() for k in batch.selection.resolve(graph)} == {
+        f"breast_cancer/{a}" for a in ("raw_data", "validated_data", "batch_predictions")
+    }
+    assert {k.name for k in batch.selection.resolve_checks(graph)} == {"pandera_schema", "prediction_outputs", "canary_rollout"}
     assert {k.to_user_string() for k in monitoring.selection.resolve(graph)} == {
         "breast_cancer/raw_data", "breast_cancer/validated_data", "breast_cancer/monitoring_report",
     }

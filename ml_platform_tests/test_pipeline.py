@@ -16,6 +16,7 @@ from ml_platform_tests.conftest import (
     materialize,
     op_config,
     platform,
+    promote_at_once,
     registry_of,
     run_job,
     source_config,
@@ -38,13 +39,14 @@ def checks_by_name(result: dg.ExecuteInProcessResult) -> dict[str, dg.AssetCheck
     return {e.check_name: e for e in result.get_asset_check_evaluations()}
 
 
-def test_training_job_materializes_the_four_assets_and_promotes_the_first_model(
+def test_training_job_materializes_the_five_assets_and_promotes_the_first_model(
     instance: dg.DagsterInstance, registry: ModelRegistry
 ) -> None:
     result = train(instance)
     assert result.success
     materialized = {e.asset_key.to_user_string() for e in result.get_asset_materialization_events()}
-    assert materialized == {f"breast_cancer/{a}" for a in ("raw_data", "validated_data", "trained_model", "production_model")}
+    assets = ("raw_data", "validated_data", "trained_model", "staging_model", "production_model")
+    assert materialized == {f"breast_cancer/{a}" for a in assets}
 
     raw_meta = result.asset_materializations_for_node("breast_cancer__raw_data")[0].metadata
     assert raw_meta["dagster/row_count"].value == 569 and raw_meta["column_count"].value == 31
@@ -52,10 +54,10 @@ def test_training_job_materializes_the_four_assets_and_promotes_the_first_model(
     raw_event = instance.get_latest_materialization_event(dg.AssetKey(["breast_cancer", "raw_data"]))
     assert raw_event.asset_materialization.tags["dagster/data_version"] == raw_meta["fingerprint"].value
 
-    # Monitoring is not on the training path: only the two checks of the training assets ran.
+    # Monitoring is not on the training path: only the checks of the training assets ran.
     checks = checks_by_name(result)
-    assert set(checks) == {"pandera_schema", "accuracy_above_threshold"}
-    assert checks["pandera_schema"].passed and checks["accuracy_above_threshold"].passed
+    assert set(checks) == {"pandera_schema", "accuracy_above_threshold", "smoke_test"}
+    assert all(check.passed for check in checks.values())
     assert checks["accuracy_above_threshold"].metadata["threshold"].value == 0.70
 
     version = registry.get("v1")
@@ -80,7 +82,7 @@ def test_retraining_on_unchanged_data_registers_nothing_and_says_so(instance: dg
     again = train(instance)
     assert again.success
     assert [v.version for v in registry.list_versions()] == ["v1"]
-    assert len(registry.history()) == 1  # no new promotion either
+    assert [h["alias"] for h in registry.history()] == ["staging", "production"]  # nothing new staged or promoted
     metadata = again.asset_materializations_for_node("breast_cancer__trained_model")[0].metadata
     assert metadata["registered"].value is False and metadata["model_version"].value == "v1"
     assert metadata["training"].value == "nothing new registered: v1 was trained on the same data, params and code"
@@ -95,7 +97,7 @@ def test_a_rolled_back_version_is_not_promoted_again_by_retraining_on_its_data(
     instance: dg.DagsterInstance, registry: ModelRegistry
 ) -> None:
     c05 = op_config("breast_cancer", "trained_model", params={"C": 0.5})
-    assert train(instance).success and train(instance, run_config=c05).success
+    assert train(instance).success and train(instance, run_config=promote_at_once(run_config=c05)).success
     registry.rollback(reason="v2 misbehaves in serving")
     assert registry.alias("production") == "v1"
     result = train(instance, run_config=c05)  # same data, params, code: v2 again, not a new version
@@ -113,7 +115,8 @@ def test_a_worse_candidate_leaves_the_champion_in_production(instance: dg.Dagste
     metadata = result.asset_materializations_for_node("breast_cancer__production_model")[0].metadata
     assert metadata["promoted"].value is False
     assert "candidate v2 accuracy=" in metadata["decision"].value and "worse than champion v1" in metadata["decision"].value
-    assert [h["to_version"] for h in registry.history()] == ["v1"]
+    assert [h["to_version"] for h in registry.history() if h["alias"] == "production"] == ["v1"]
+    assert registry.alias("staging") == "v1"  # a refused candidate is not staged
 
 
 def test_a_candidate_failing_its_blocking_check_is_never_promoted(instance: dg.DagsterInstance, registry: ModelRegistry) -> None:
@@ -125,7 +128,7 @@ def test_a_candidate_failing_its_blocking_check_is_never_promoted(instance: dg.D
     assert "breast_cancer/production_model" not in {e.asset_key.to_user_string() for e in result.get_asset_materialization_events()}
 
     # Running the gate alone later must look at the candidate's own check and refuse.
-    alone = materialize(instance, defs, "breast_cancer/production_model")
+    alone = materialize(instance, defs, "breast_cancer/staging_model,breast_cancer/production_model")
     assert alone.success
     decision = alone.asset_materializations_for_node("breast_cancer__production_model")[0].metadata["decision"].value
     assert decision == "candidate v2 failed checks: accuracy_above_threshold"
@@ -149,8 +152,13 @@ def test_gate_alone_promotes_a_checked_candidate_from_an_earlier_run(instance: d
     defs = platform()
     upstream = materialize(instance, defs, "breast_cancer/raw_data,breast_cancer/validated_data,breast_cancer/trained_model")
     assert upstream.success and registry.alias("production") is None
-    assert materialize(instance, defs, "breast_cancer/production_model").success
+    assert materialize(instance, defs, "breast_cancer/staging_model,breast_cancer/production_model").success
     assert registry.alias("production") == "v1"
+    # Once more, alone: the stored staging output is not acted on twice.
+    again = materialize(instance, defs, "breast_cancer/production_model")
+    assert again.success and [h["alias"] for h in registry.history()] == ["staging", "production"]
+    decision = again.asset_materializations_for_node("breast_cancer__production_model")[0].metadata["decision"].value
+    assert decision == "v1 is already in production"
 
 
 def good_frame(rows: int = 200) -> pd.DataFrame:
@@ -199,7 +207,7 @@ def test_a_feature_set_change_is_promoted_when_the_declaration_allows_it(
     decision = refused.asset_materializations_for_node("churn__production_model")[0].metadata["decision"].value
     assert "uses a different feature set than v1; set allow_feature_change" in decision
 
-    allowed = train(instance, csv_model(path, wider, gate={"allow_feature_change": True}))
+    allowed = train(instance, csv_model(path, wider, gate={"allow_feature_change": True}), promote_at_once("churn"))
     assert allowed.success
     assert registry.alias("production") == "v2" and registry.get("v2").features == ["a", "b", "c", "d"]
 

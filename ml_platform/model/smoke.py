@@ -107,6 +107,10 @@ def _row_latency_ms(model: Any, x: pd.DataFrame) -> float:
     return round(statistics.median(timings), 3)
 
 
+def _class_key(label: Any) -> Any:
+    return float(label) if isinstance(label, (int, float, np.number)) and not isinstance(label, bool) else str(label)
+
+
 def check_version(registry_root: str, version: str, sample: pd.DataFrame, features: list[str],
                   classes: list[Any] | None, policy: SmokePolicy) -> tuple[list[str], dict[str, Any]]:
     """The checks themselves: (failures, figures). Meant for the fresh process; run_smoke_test calls it there."""
@@ -153,7 +157,9 @@ def check_version(registry_root: str, version: str, sample: pd.DataFrame, featur
     labels, counts = np.unique(predicted, return_counts=True)
     figures["class_counts"] = {str(label): int(count) for label, count in zip(labels.tolist(), counts)}
     if classes is not None:
-        unknown = sorted({str(label) for label in labels.tolist()} - {str(c) for c in classes})
+        # By value: a label read as 1 in one place and 1.0 in another is one class.
+        declared = {_class_key(c) for c in classes}
+        unknown = sorted(str(label) for label in labels.tolist() if _class_key(label) not in declared)
         if unknown:
             failures.append(f"{version} predicts class(es) {unknown} outside the declared classes {list(classes)}")
     if target is not None and target in sample.columns:

@@ -44,7 +44,7 @@ def _schedule(
 
 
 def _batch_after_promotion(model: str, production_model: dg.AssetKey, batch_job: AssetJob) -> dg.SensorDefinition:
-    """A batch_predictions run after each promotion, so the new production model serves at once."""
+    """A batch_predictions run after each promotion (or rollback), so the new production model serves at once."""
 
     @dg.asset_sensor(
         name=f"{model}_batch_after_promotion",
@@ -54,10 +54,10 @@ def _batch_after_promotion(model: str, production_model: dg.AssetKey, batch_job:
         description=f"Score {model}'s newest data with a newly promoted production model.",
     )
     def batch_after_promotion(context: dg.SensorEvaluationContext, asset_event: dg.EventLogEntry) -> Any:
-        materialization = asset_event.asset_materialization
-        promoted = materialization is not None and materialization.metadata.get("promoted")
-        if promoted is None or not getattr(promoted, "value", False):
-            return dg.SkipReason(f"{production_model.to_user_string()} materialized without a promotion")
+        metadata = asset_event.asset_materialization.metadata if asset_event.asset_materialization else {}
+        promoted = metadata.get("promoted")
+        if not (getattr(promoted, "value", False) or "rolled_back_from" in metadata):
+            return dg.SkipReason(f"{production_model.to_user_string()} materialized without a change of production model")
         return dg.RunRequest(run_key=f"promotion-{asset_event.run_id}", tags={MODEL_TAG: model})
 
     return batch_after_promotion

@@ -17,6 +17,7 @@ from ml_platform.data.validation import DataValidationError, ValidationPolicy, v
 from ml_platform.declaration import DeclaredModel
 from ml_platform.model.provenance import code_digest, code_version, library_versions
 from ml_platform.model.registry import ModelRegistry, RegistryError
+from ml_platform.model.smoke import prestart as smoke_server_prestart
 from ml_platform.model.training import (
     TrainingSettings,
     known_classes,
@@ -229,6 +230,7 @@ def build_pipeline_assets(
         """A candidate version in the model's registry, with its holdout metrics. Data, params and
         code that an existing version was trained on register nothing new: that version is the candidate."""
         check_run_config(context.run.run_config, run_config_classes)
+        smoke_server_prestart()  # its imports overlap training; staging_model's smoke test then starts at once
         settings = TrainingSettings(
             estimator=config.estimator, params=config.params, holdout_fraction=config.holdout_fraction, seed=config.seed
         )

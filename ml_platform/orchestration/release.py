@@ -11,7 +11,7 @@ production_model.
 """
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
@@ -151,12 +151,16 @@ def build_release_assets(
             demoted_by=registry.demotion(candidate.version) if candidate.reused else None,
         )
         rollout = registry.rollout()
-        in_rollout = is_open(rollout) and rollout is not None and rollout["candidate"] == candidate.version
-        if in_rollout:
+        released = rollout is not None and rollout["candidate"] == candidate.version
+        if released and is_open(rollout):
             reason = f"{candidate.version} is already in rollout ({describe(rollout)})"  # type: ignore[arg-type]
+        elif released and rollout["status"] in ("rolled_back", "aborted"):  # type: ignore[index]
+            # Like a rollback from production: a guardrail or a person decided against it.
+            last = rollout["decisions"][-1]["reason"] if rollout["decisions"] else ""  # type: ignore[index]
+            reason = f"{candidate.version}'s canary rollout was {rollout['status']} ({last}); promote it by hand to use it again"  # type: ignore[index]
         else:
-            reason = decision.reason
-        staged = decision.promote and not in_rollout
+            released, reason = False, decision.reason
+        staged = decision.promote and not released
         result = StagedModel(
             candidate.version, staged, reason, dict(candidate.metrics), dict(champion_metrics or {}), check_results
         )
@@ -238,6 +242,18 @@ def build_release_assets(
         champion = registry.alias("production")
         promoted = False
         reason = staged.gate_reason
+        rollout = registry.rollout()
+        # A run of this asset alone reads the staging_model output of an earlier run: act on it
+        # only while its candidate is still what staging names, and not released since.
+        if staged.staged:
+            if staged.candidate == champion:
+                reason = f"{champion} is already in production"
+            elif rollout is not None and rollout["candidate"] == staged.candidate:
+                reason = f"{staged.candidate} was staged by an earlier run and is in a rollout since ({rollout['status']})"
+            elif registry.alias("staging") != staged.candidate:
+                reason = f"{staged.candidate} was staged by an earlier run; staging is {registry.alias('staging') or 'empty'} now"
+            if reason != staged.gate_reason:
+                staged = replace(staged, staged=False, gate_reason=reason)
         if staged.staged and (champion is None or not config.steps):
             reason = f"{staged.gate_reason}; smoke test passed"
             registry.set_alias(
@@ -260,7 +276,7 @@ def build_release_assets(
 
         current = registry.alias("production")
         current_metrics = registry.get(current).metrics if current else {}
-        rollout = registry.rollout()
+        rollout = registry.rollout()  # as this step left it
         card = {"model_card": registry_link(registry, current)} if current else {}
         return dg.Output(
             {
