@@ -33,7 +33,9 @@ def test_failed_check_under_dagster_dev_reaches_the_webhook(tmp_path: Path, monk
         with dev:
             run = dev.materialize("--select", "*", "-c", str(tmp_path / "strict.json"))
             assert run.returncode != 0  # the blocking check failed the run
-            [request] = webhook.wait_for(1, timeout=90)
+            requests = webhook.wait_for(1, timeout=90)
+            assert len(requests) == 1, [a for r in requests for a in r.json["alerts"]]
+            [request] = requests
         assert webhook.requests == [request]  # one message, and not also a run-failure alert
 
         # While the daemon is down, another check fails and a run fails on a missing file.
@@ -56,7 +58,11 @@ def test_failed_check_under_dagster_dev_reaches_the_webhook(tmp_path: Path, monk
         record = instance.get_run_records()[-1]  # newest first: the last is the first run
         assert record.dagster_run.status == dg.DagsterRunStatus.FAILURE
         assert alert["run_id"] == record.dagster_run.run_id
-        # Delivered after the run ended, by the daemon (not by the run itself).
-        assert request.received_at >= record.end_time
+        # Delivered by the daemon's sensor, from the event log: after the evaluation was stored.
+        stored_at = min(
+            e.timestamp for e in instance.all_logs(record.dagster_run.run_id, of_type=dg.DagsterEventType.ASSET_CHECK_EVALUATION)
+            if getattr(e.dagster_event.event_specific_data, "check_name", None) == "accuracy_above_threshold"
+        )
+        assert request.received_at >= stored_at
     log = (tmp_path / "dagster_dev.log").read_text()
     assert "secret-token" not in log
