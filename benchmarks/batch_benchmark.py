@@ -7,7 +7,8 @@ The median of --repeats rounds (each round runs every step once, in turn) of:
   (a) model.predict_proba alone on the frame's features, frame[features] (what any scoring pays);
       also on a features-only frame selected beforehand (a'), ~15% faster: sklearn's conversion
       of a fresh column selection to an array costs more than that of one already converted;
-  (b) row_keys (a content hash of the 10 features) + score_batch with the champion only;
+  (b) row_keys (a content hash of the 10 features) + score_batch with the champion only, called
+      as batch_predictions calls it: the keys computed in a thread while the champion scores;
       (b') the same with the keys from a declared id column;
   (c) row_keys + score_batch with champion + candidate at a 10% canary (both score every row);
   (d) writing (c)'s predictions to Parquet (pyarrow, snappy, as batch_predictions stores them).
@@ -84,13 +85,13 @@ def main(argv: list[str] | None = None) -> int:
           f" {ROWS:,} rows x {len(FEATURES)} features; medians of {args.repeats}")
 
     def single() -> Any:
-        return score_batch(frame, FEATURES, "label", row_keys(frame, None, FEATURES), champion, None, 0.0, "m:v2")
+        return score_batch(frame, FEATURES, "label", lambda: row_keys(frame, None, FEATURES), champion, None, 0.0, "m:v2")
 
     def single_by_id() -> Any:  # a declared id column: the key is a lookup, not a hash
-        return score_batch(frame, FEATURES, "label", row_keys(frame, "row_id", FEATURES), champion, None, 0.0, "m:v2")
+        return score_batch(frame, FEATURES, "label", lambda: row_keys(frame, "row_id", FEATURES), champion, None, 0.0, "m:v2")
 
     def canary() -> Any:
-        return score_batch(frame, FEATURES, "label", row_keys(frame, None, FEATURES), champion, candidate, 0.1, "m:v2")
+        return score_batch(frame, FEATURES, "label", lambda: row_keys(frame, None, FEATURES), champion, candidate, 0.1, "m:v2")
 
     x = frame[FEATURES]
     keys = row_keys(frame, None, FEATURES)

@@ -14,7 +14,8 @@ from __future__ import annotations
 
 import hashlib
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -160,7 +161,7 @@ def score_batch(
     frame: pd.DataFrame,
     features: Sequence[str],
     target: str | None,
-    keys: pd.Series,
+    keys: pd.Series | Callable[[], pd.Series],
     champion: ScoringModel,
     candidate: ScoringModel | None,
     candidate_share: float,
@@ -169,9 +170,9 @@ def score_batch(
     """Score every row with the champion (and the candidate, in shadow); the candidate serves the
     rows in canary_mask(keys, candidate_share, salt), the champion the rest. Each model's
     predict_proba runs once; the predicted class is classes_[argmax], so it always agrees with
-    the served probabilities."""
-    if len(keys) != len(frame):
-        raise ValueError(f"{len(keys)} row keys for {len(frame)} rows")
+    the served probabilities. `keys` may be a function computing them (row_keys): it then runs in
+    a thread while the champion's predict_proba runs (both release the GIL, so on two cores the
+    content hash costs no wall time)."""
     classes = np.asarray(champion.model.classes_)
     if candidate is not None:
         candidate_classes = np.asarray(candidate.model.classes_)
@@ -189,7 +190,15 @@ def score_batch(
         proba = np.asarray(model.model.predict_proba(x), dtype=np.float64)
         return proba, _argmax_rows(proba)
 
-    proba, served_index = score(champion)
+    if callable(keys):
+        with ThreadPoolExecutor(max_workers=1) as pool:
+            pending = pool.submit(keys)
+            proba, served_index = score(champion)
+            keys = pending.result()
+    else:
+        proba, served_index = score(champion)
+    if len(keys) != len(frame):
+        raise ValueError(f"{len(keys)} row keys for {len(frame)} rows")
     # One contiguous array per class: what the DataFrame and Parquet columns want.
     served_proba = [np.ascontiguousarray(proba[:, j]) for j in range(len(classes))]
     if candidate is not None:

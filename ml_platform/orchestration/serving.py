@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import dagster as dg
+import pandas as pd
 
 from ml_platform.alerting.alert import DEFAULT_CHECK_RULES
 from ml_platform.data.sinks import PredictionSinkError, write_parquet_atomic
@@ -127,16 +128,20 @@ def build_batch_predictions(model: DeclaredModel) -> dg.AssetsDefinition:
                 allow_retries=False,
             )
         keyed = frame.assign(**{batch.id_column: raw_data.frame[batch.id_column].loc[frame.index]}) if batch.id_column else frame
-        try:
-            keys = row_keys(keyed, batch.id_column, features)
-        except ValueError as exc:
-            raise dg.Failure(f"release.batch.id_column: {exc}", allow_retries=False) from exc
+
+        def keys() -> pd.Series:  # computed while the champion scores (score_batch)
+            return row_keys(keyed, batch.id_column, features)
+
         target = validated_data.spec.target if validated_data.spec.target in frame.columns else None
         rollout = serving.rollout
         candidate = serving.candidate
         salt = f"{model.name}:{candidate.version}" if candidate else ""
         share = candidate_share(rollout) if rollout is not None and candidate is not None else 0.0
-        scores = score_batch(frame, features, target, keys, serving.champion, candidate, share, salt)
+        try:
+            scores = score_batch(frame, features, target, keys, serving.champion, candidate, share, salt)
+        except ValueError as exc:  # an id column with nulls, two models answering different classes
+            raise dg.Failure(f"batch_predictions: {exc}", allow_retries=False) from exc
+        keys = scores.predictions["row_key"]
         classes = list(serving.champion.model.classes_)
 
         canary: dg.AssetCheckResult | None = None
