@@ -501,7 +501,9 @@ def run_dagster_cli(home: Path, tmp: Path, run_config: dict[str, Any]) -> str:
     config = tmp / "run.json"
     config.write_text(json.dumps(run_config))
     env = {**os.environ, "DAGSTER_HOME": str(home)}
-    done = subprocess.run([DAGSTER, "asset", "materialize", "-m", "ml_platform", "--select", "*", "-c", str(config)],
+    # The cases break breast_cancer's source or config: its group, as the in-process runs (whose
+    # Definitions hold breast_cancer only) run it; `*` would also train churn, the cost without the point.
+    done = subprocess.run([DAGSTER, "asset", "materialize", "-m", "ml_platform", "--select", "group:breast_cancer", "-c", str(config)],
                           capture_output=True, text=True, env=env, cwd=REPO_ROOT, timeout=300)
     assert done.returncode != 0
     return done.stderr
