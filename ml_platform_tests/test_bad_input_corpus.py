@@ -440,7 +440,7 @@ RUN_CASES = [
     RunCase("config-tolerance-negative", lambda tmp: op_config("breast_cancer", "staging_model", tolerance=-1),
             "run config ops.breast_cancer__staging_model.config.tolerance: Input should be greater than or equal to 0"),
     RunCase("config-rollout-steps-unordered", lambda tmp: op_config("breast_cancer", "production_model", steps=[50, 10, 100]),
-            "run config ops.breast_cancer__production_model.config.steps: [50, 10, 100] must rise strictly"),
+            "run config ops.breast_cancer__production_model.config: steps: [50, 10, 100] must rise strictly"),
     RunCase("config-holdout-fraction-above-1",
             lambda tmp: op_config("breast_cancer", "trained_model", holdout_fraction=1.5),
             "run config ops.breast_cancer__trained_model.config.holdout_fraction: Input should be less than 1"),

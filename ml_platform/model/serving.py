@@ -251,7 +251,7 @@ def score_batch(
         truth = labels.to_numpy()
         figures["labelled_rows"] = labelled_rows = int(np.count_nonzero(labelled))
         for arm, index in (("champion", champion_index), ("candidate", candidate_index)):
-            right = np.count_nonzero((np.take(classes, index) == truth) & labelled)
+            right = int(np.count_nonzero((np.take(classes, index) == truth) & labelled))
             figures[f"{arm}_accuracy"] = round(right / labelled_rows, 6) if labelled_rows else None
     return BatchScores(predictions=predictions, figures=figures, candidate_problems=candidate_problems)
 

@@ -98,5 +98,6 @@ def check_run_config(run_config: Mapping[str, Any], config_classes: Mapping[str,
             error = exc.errors()[0]
             where = ".".join(["ops", op, "config", *(str(p) for p in error["loc"])])
             raise dg.Failure(
-                description=f"run config {where}: {error['msg']} (got {error.get('input')!r})", allow_retries=False
+                description=f"run config {where}: {error['msg'].removeprefix('Value error, ')} (got {error.get('input')!r})",
+                allow_retries=False,
             ) from None

@@ -258,7 +258,8 @@ def build_monitoring(model: DeclaredModel) -> MonitoringDefinitions:
         name="monitoring_report",
         key_prefix=[model.name],
         group_name=model.name,
-        deps=[names.validated_data, names.production_model],
+        # After batch_predictions too, in a run of everything: the report shows the rollout it stepped.
+        deps=[names.validated_data, names.production_model, names.batch_predictions],
         kinds={"markdown"},
     )
     def monitoring_report(

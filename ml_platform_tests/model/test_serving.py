@@ -115,6 +115,13 @@ def test_a_hand_checkable_canary() -> None:
     assert f["arm_shares"]["candidate"] == served_by_candidate.mean()
     assert prediction_problems(p, [0, 1]) == []
 
+    def plain(value: object) -> bool:  # what Dagster's metadata and JSON take: no numpy scalars
+        if isinstance(value, dict):
+            return all(plain(v) for v in value.values())
+        return type(value) in (int, float, str, bool, type(None))
+
+    assert plain(f), f
+
 
 def test_real_models_never_mix_versions_within_an_arm() -> None:
     frame = frame_of(5_000)
