@@ -621,7 +621,7 @@ def report(args: argparse.Namespace, results: dict[str, Any], breakdowns: dict[s
         print(f"   outbox after: {r['last_run']['outbox']}")
 
     keys = list(next(iter(breakdowns.values())))
-    print(f"\nbreakdown (median seconds; 'thread' = summed over the channel threads, which run in parallel)")
+    print("\nbreakdown (median seconds; 'thread' = summed over the channel threads, which run in parallel)")
     header = f"{'piece':<52}" + "".join(f"{label:>16}" for label in breakdowns)
     print(header)
     for key in keys:

@@ -33,7 +33,7 @@ def test_the_rollout_survives_a_restart_of_dagster_dev(tmp_path: Path, monkeypat
     for restart in (1, 2):
         with DagsterDev(home, {}, tmp_path / f"dagster_dev_{restart}.log") as dev, dg.DagsterInstance.get() as instance:
             run_id = dev.launch("breast_cancer_batch")
-            wait_for(lambda: instance.get_run_by_id(run_id).status in FINISHED, 240, f"batch run {run_id}")
+            wait_for(lambda r=run_id: instance.get_run_by_id(r).status in FINISHED, 240, f"batch run {run_id}")
             assert instance.get_run_by_id(run_id).status == dg.DagsterRunStatus.SUCCESS
             [materialization] = [
                 e.asset_materialization for e in instance.all_logs(run_id, of_type=dg.DagsterEventType.ASSET_MATERIALIZATION)

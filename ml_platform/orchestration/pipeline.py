@@ -10,7 +10,6 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 import dagster as dg
-import pandas as pd
 
 from ml_platform.data.sources import DataSourceError, SourceData, fingerprint_frame, with_declared_kinds
 from ml_platform.data.validation import DataValidationError, ValidationPolicy, validate_frame, with_known_categories
