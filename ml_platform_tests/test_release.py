@@ -121,8 +121,8 @@ def test_a_candidate_that_disagrees_is_rolled_back_and_alerted(
     assert "below the minimum 90.0%" in alert["message"] and alert["metadata"]["agreement"] < 0.9
 
 
-def test_a_failed_smoke_test_stops_the_release_and_keeps_production(
-    instance: dg.DagsterInstance, dagster_home: Path
+def test_a_failed_smoke_test_stops_the_release_keeps_production_and_is_alerted(
+    instance: dg.DagsterInstance, dagster_home: Path, tmp_path: Path
 ) -> None:
     defs = platform(CANARY)
     assert train(instance, CANARY, defs=defs).success
@@ -135,6 +135,14 @@ def test_a_failed_smoke_test_stops_the_release_and_keeps_production(
     assert not result.asset_materializations_for_node("canary__production_model")
     assert registry_of(dagster_home, "canary").aliases() == {"production": "v1", "staging": "v2"}
     assert registry_of(dagster_home, "canary").rollout() is None
+    # ... and it is alerted HIGH, with its reason.
+    alerts_file = tmp_path / "alerts.jsonl"
+    alerting = alerting_resource(jsonl=JsonlChannelResource(path=str(alerts_file)), outbox_path=str(tmp_path / "alerts.db"))
+    check_alert_sensor, _ = build_alert_sensors({})
+    with dg.build_sensor_context(instance=instance, resources={"alerting": alerting}) as context:
+        check_alert_sensor(context)
+    [alert] = [a for a in JsonlAlertFile(alerts_file).read() if a["check"] == "smoke_test"]
+    assert alert["severity"] == "HIGH" and alert["message"].startswith("smoke test of staged v2 failed: v2 ")
 
 
 def test_a_promotion_requests_a_batch_run_and_a_rollout_start_does_not(
@@ -162,6 +170,10 @@ def test_the_rollout_commands(
     capsys: pytest.CaptureFixture[str], tmp_path: Path,
 ) -> None:
     defs, registry = champion_and_rollout
+    monitoring = run_job(instance, defs, "canary_monitoring")
+    [report] = monitoring.asset_materializations_for_node("canary__monitoring_report")
+    assert "## Canary rollout" in report.metadata["report"].value
+    assert report.metadata["rollout"].value.startswith("v2 vs v1: step 1 of 4 (shadow), active")
     defs_dir = tmp_path / "defs" / "canary"
     defs_dir.mkdir(parents=True)
     (defs_dir / "defs.yaml").write_text("type: ml_platform.ModelPipeline\nattributes: {}\n")
