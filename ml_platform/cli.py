@@ -116,7 +116,8 @@ def _run_models(args: argparse.Namespace) -> tuple[Any, str]:
 
 def _rollout_text(model: str, rollout: dict[str, Any] | None) -> str:
     if rollout is None:
-        return f"{model}: no rollout yet (one starts when a staged version passes its smoke test)"
+        return (f"{model}: no rollout yet (one starts when a new version passes the gate and its smoke test "
+                "while another is in production)")
     lines = [f"{model}: {describe(rollout)}" if is_open(rollout) else
              f"{model}: no rollout in progress; the last, {rollout['candidate']} vs {rollout['champion']}, {rollout['status']}"]
     steps = rollout["policy"]["steps"]
@@ -177,6 +178,12 @@ def _query_alerts(args: argparse.Namespace, outbox: AlertOutbox) -> tuple[Any, s
     raise AssertionError(args.command)
 
 
+def _latest_predictions(model: str) -> str | None:
+    """The newest batch_predictions file of a model (dagster_home/ml_platform/predictions/<model>/)."""
+    files = sorted((platform_home() / "predictions" / model).glob("*.parquet"), key=lambda f: f.stat().st_mtime)
+    return str(files[-1]) if files else None
+
+
 def _run_status(args: argparse.Namespace) -> tuple[Any, str]:
     """Every declared model (or --model): its production version, where it is, what to try next."""
     models = read_declarations(args.defs)
@@ -200,6 +207,7 @@ def _run_status(args: argparse.Namespace) -> tuple[Any, str]:
             "model_card": registry.location(production) if production else None,
             "registry": registry.url,
             "rollout": describe(rollout) if (rollout := registry.rollout()) and is_open(rollout) else None,
+            "predictions": _latest_predictions(model.name),
         })
     for row in rows:
         if row["production"]:
@@ -209,6 +217,7 @@ def _run_status(args: argparse.Namespace) -> tuple[Any, str]:
                 f"  model card: {row['model_card']}",
                 f"  registry:   {row['registry']} ({row['versions']} version(s))",
                 *([f"  rollout:    {row['rollout']}"] if row["rollout"] else []),
+                *([f"  predictions: {row['predictions']} (newest batch_predictions)"] if row["predictions"] else []),
             ]
         else:
             lines += [
@@ -221,6 +230,7 @@ def _run_status(args: argparse.Namespace) -> tuple[Any, str]:
         ("make ui", "the Dagster UI on http://127.0.0.1:3000 (and the daemon: schedules, alerts)"),
         (f".venv/bin/ml-platform models list{flag}", "every version, its aliases and metrics"),
         (f".venv/bin/ml-platform models history{flag}", "what was in production, since when, and why"),
+        (f".venv/bin/ml-platform rollout status{flag}", "a canary rollout of a new version: its step and figures"),
         (".venv/bin/ml-platform alerts list", "alerts raised by failed checks and runs"),
         (".venv/bin/ml-platform new-model NAME --csv FILE --target COLUMN", "declare a model on your own data"),
     ]

@@ -218,6 +218,13 @@ def test_monitoring_report_shows_failing_checks_drift_versions_and_charts(traine
     assert metadata["failing_high"].value == 1 and metadata["failing_medium"].value == 2 and metadata["drifted_features"].value == 2
 
 
+def test_the_run_time_check_times_the_previous_run_of_everything(instance: dg.DagsterInstance) -> None:
+    """`make run` twice, never the training job: the second run's check times the first run."""
+    assert materialize(instance, DEFS, "*").success
+    run_time = checks(materialize(instance, DEFS, "*"))["pipeline_run_time"]
+    assert run_time.passed and run_time.metadata["evaluated"].value is True
+
+
 def test_all_assets_at_once_run_monitoring_before_training_and_report_last(instance: dg.DagsterInstance) -> None:
     """`dagster asset materialize --select '*'`: monitoring judges the new data against the model
     in production before this run's candidate, never blocks it, and the report comes last."""

@@ -73,6 +73,9 @@ def test_a_rollout_steps_from_shadow_to_production_over_scheduled_runs(
         assert result.success
         served = predictions(result)
         assert len(served) == 2_000 and served["row_key"].is_unique
+        [materialization] = result.asset_materializations_for_node("canary__batch_predictions")
+        shown = materialization.metadata["preview"].value.records[0].data["row_key"]
+        assert shown == str(served["row_key"].iloc[0])  # 64-bit keys shown whole, not rounded by the UI
         # Never two versions within an arm.
         assert served.groupby("arm", observed=True)["model_version"].nunique().max() == 1
         assert set(served.loc[served["arm"] == "candidate", "model_version"]) <= {"v2"}

@@ -11,7 +11,7 @@ Each batch run measures both models on the same rows and `decide()` says what fo
 - advance: the step has had its minimum of runs and rows (reaching the last step, 100%, the
   candidate becomes production);
 - stay: otherwise, or while paused (a paused rollout keeps its split and still rolls back on a
-  guardrail: pausing stops progress, not protection).
+  guardrail: pausing stops progress, not protection; its runs do not count towards the step).
 """
 
 from __future__ import annotations
@@ -172,8 +172,9 @@ def apply(rollout: Mapping[str, Any], decision: Decision, figures: RunFigures, r
     updated = _copy(rollout)
     at = _now()
     at_step = updated["steps_history"][-1]
-    at_step["runs"] += 1
-    at_step["rows"] += figures.rows
+    if updated["status"] == ACTIVE:  # runs while paused do not count towards the step
+        at_step["runs"] += 1
+        at_step["rows"] += figures.rows
     updated["decisions"].append(
         {"at": at, "run_id": run_id, "step": updated["step"], "share": updated["policy"]["steps"][updated["step"]],
          "action": decision.action, "reason": decision.reason, "figures": figures.to_dict()}

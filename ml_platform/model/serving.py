@@ -91,6 +91,10 @@ def row_keys(frame: pd.DataFrame, id_column: str | None, features: Sequence[str]
             first = int(np.flatnonzero(nulls)[0])
             raise ValueError(f"id column {id_column!r} has {int(nulls.sum())} null value(s) (first at row {first});"
                              " every row needs a key")
+        duplicated = ids.duplicated(keep="first").to_numpy()
+        if duplicated.any():
+            raise ValueError(f"id column {id_column!r} has {int(duplicated.sum())} repeated value(s) (first: "
+                             f"{ids.to_numpy()[duplicated][0]!r}); every row needs a key of its own")
         return pd.Series(ids.to_numpy(), index=frame.index, name="row_key")
     missing = [f for f in features if f not in frame.columns]
     if missing:

@@ -11,6 +11,8 @@ import pandas as pd
 def _cell(value: object) -> str | int | float | bool | None:
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return None
+    if isinstance(value, int) and not isinstance(value, bool) and abs(value) > 2**53:
+        return str(value)  # the UI's JavaScript numbers would round it (64-bit row keys)
     if isinstance(value, (bool, int, float, str)):
         return value
     if hasattr(value, "item"):  # numpy scalar

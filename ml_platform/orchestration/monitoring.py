@@ -281,10 +281,13 @@ def last_pipeline_run_seconds(instance: dg.DagsterInstance, names: ModelNames, e
     run (of any job but the rollback) that last materialized its production_model."""
     succeeded = [dg.DagsterRunStatus.SUCCESS]
     records = list(instance.get_run_records(dg.RunsFilter(job_name=names.training_job, statuses=succeeded), limit=2))
-    latest = instance.get_latest_materialization_event(names.production_model)
-    if latest is not None and (record := instance.get_run_record_by_id(latest.run_id)) is not None:
+    # The newest materializations but this run's (in a run of everything, the newest is this run's own).
+    for event in instance.fetch_materializations(names.production_model, limit=3).records:
+        if event.run_id == exclude_run_id or (record := instance.get_run_record_by_id(event.run_id)) is None:
+            continue
         if record.dagster_run.job_name != names.rollback_job and record.dagster_run.status in succeeded:
             records.append(record)
+            break
     finished = [r for r in records if r.dagster_run.run_id != exclude_run_id and r.start_time and r.end_time]
     if not finished:
         return None

@@ -193,7 +193,10 @@ def build_release_assets(
             list(candidate.spec.classes or ()) or None,
             SmokePolicy(sample_rows=smoke.sample_rows, max_row_latency_ms=smoke.max_row_latency_ms),
         )
-        context.log.info(f"staged {candidate.version}; smoke test {'passed' if outcome.passed else 'FAILED'}: {outcome.failures}")
+        context.log.info(
+            f"staged {candidate.version}; smoke test "
+            + ("passed" if outcome.passed else f"FAILED: {'; '.join(outcome.failures)}")
+        )
         yield dg.Output(
             result,
             metadata={**metadata, "staging_version": candidate.version, "smoke_test": dg.MetadataValue.json(outcome.to_dict())},

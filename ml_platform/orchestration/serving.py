@@ -145,6 +145,7 @@ def build_batch_predictions(model: DeclaredModel) -> dg.AssetsDefinition:
         classes = list(serving.champion.model.classes_)
 
         canary: dg.AssetCheckResult | None = None
+        decision_text = None
         if rollout is not None:
             problems = [serving.load_problem] if serving.load_problem else list(scores.candidate_problems)
             figures = _run_figures(scores, problems) if candidate is not None else RunFigures(rows=len(frame), agreement=0.0, problems=tuple(problems))
@@ -189,9 +190,15 @@ def build_batch_predictions(model: DeclaredModel) -> dg.AssetsDefinition:
             "class_shares": dg.MetadataValue.json(scores.figures["class_shares"]),
             "arm_shares": dg.MetadataValue.json(scores.figures["arm_shares"]),
             "versions": dg.MetadataValue.json(scores.figures["versions"]),
-            "rollout": describe(latest) if latest is not None and is_open(latest) else "none in progress",
+            "rollout": (
+                describe(latest) if latest is not None and is_open(latest)
+                else f"none in progress (the last, {latest['candidate']} vs {latest['champion']}, {latest['status']})"
+                if latest is not None else "none in progress"
+            ),
             "preview": frame_table(scores.predictions.head(10), index=False),
         }
+        if decision_text is not None:
+            metadata["rollout_decision"] = decision_text  # this run's, made after it served its rows
         for name in ("agreement", "labelled_rows", "champion_accuracy", "candidate_accuracy"):
             if scores.figures.get(name) is not None:
                 metadata[name] = scores.figures[name]

@@ -84,8 +84,9 @@ def test_a_paused_rollout_keeps_its_step_but_still_rolls_back() -> None:
         rollout, action = run(rollout)
         assert action == "stay" and rollout["step"] == 0
     assert run(rollout, RunFigures(rows=200, agreement=0.5))[1] == "rollback"
+    assert rollout["steps_history"][-1]["runs"] == 0  # the runs while paused do not count
     resumed = control(rollout, "resume", "ok")
-    assert run(resumed)[1] == "advance"  # the runs while paused count
+    assert run(resumed)[1] == "stay" and run(run(resumed)[0])[1] == "advance"
 
 
 def test_commands_that_do_not_apply_say_why() -> None:

@@ -68,6 +68,8 @@ def test_an_id_column_is_the_key_and_a_bad_one_is_named() -> None:
         row_keys(frame, "client", FEATURES)
     with pytest.raises(ValueError, match=r"id column 'customer' has 1 null value\(s\) \(first at row 1\)"):
         row_keys(frame.assign(customer=["c1", None, "c3"]), "customer", FEATURES)
+    with pytest.raises(ValueError, match=r"id column 'customer' has 1 repeated value\(s\) \(first: 'c1'\)"):
+        row_keys(frame.assign(customer=["c1", "c2", "c1"]), "customer", FEATURES)
     with pytest.raises(ValueError, match=r"feature column\(s\) \['c'\] are not in the data"):
         row_keys(frame, None, ["a", "c"])
 
