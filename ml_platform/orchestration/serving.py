@@ -129,7 +129,7 @@ def build_batch_predictions(model: DeclaredModel) -> dg.AssetsDefinition:
             )
         keyed = frame.assign(**{batch.id_column: raw_data.frame[batch.id_column].loc[frame.index]}) if batch.id_column else frame
 
-        def keys() -> pd.Series:  # computed while the champion scores (score_batch)
+        def compute_keys() -> pd.Series:  # run while the champion scores (score_batch)
             return row_keys(keyed, batch.id_column, features)
 
         target = validated_data.spec.target if validated_data.spec.target in frame.columns else None
@@ -138,10 +138,9 @@ def build_batch_predictions(model: DeclaredModel) -> dg.AssetsDefinition:
         salt = f"{model.name}:{candidate.version}" if candidate else ""
         share = candidate_share(rollout) if rollout is not None and candidate is not None else 0.0
         try:
-            scores = score_batch(frame, features, target, keys, serving.champion, candidate, share, salt)
-        except ValueError as exc:  # an id column with nulls, two models answering different classes
+            scores = score_batch(frame, features, target, compute_keys, serving.champion, candidate, share, salt)
+        except ValueError as exc:  # an id column with nulls or repeats, two models answering different classes
             raise dg.Failure(f"batch_predictions: {exc}", allow_retries=False) from exc
-        keys = scores.predictions["row_key"]
         classes = list(serving.champion.model.classes_)
 
         canary: dg.AssetCheckResult | None = None
@@ -161,7 +160,7 @@ def build_batch_predictions(model: DeclaredModel) -> dg.AssetsDefinition:
                 context.log.info(f"rollout of {rollout['candidate']}: {decision_text}")
             if decision.action == "rollback":
                 # Nothing this run serves comes from a candidate that was just rolled back.
-                scores = score_batch(frame, features, target, keys, serving.champion, None, 0.0, "")
+                scores = score_batch(frame, features, target, scores.predictions["row_key"], serving.champion, None, 0.0, "")
             canary = dg.AssetCheckResult(
                 check_name=CANARY_ROLLOUT,
                 passed=decision.action != "rollback",
