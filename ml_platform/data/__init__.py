@@ -1,1 +1,1 @@
-"""Where data comes from and what makes it valid (no Dagster import)."""
+"""Where data comes from, what makes it valid, and where outputs are stored (no Dagster import)."""

@@ -1,1 +1,2 @@
-"""Training, the model registry, and the promotion gate (no Dagster import)."""
+"""Training, the model registry, the promotion gate, the smoke test, canary rollouts and batch
+scoring (no Dagster import)."""
