@@ -194,7 +194,8 @@ def build_batch_predictions(model: DeclaredModel) -> dg.AssetsDefinition:
                 else f"none in progress (the last, {latest['candidate']} vs {latest['champion']}, {latest['status']})"
                 if latest is not None else "none in progress"
             ),
-            "preview": frame_table(scores.predictions.head(10), index=False),
+            # A few rows of each arm (the first rows are mostly the champion's).
+            "preview": frame_table(scores.predictions.groupby("arm", observed=True).head(5), index=False),
         }
         if decision_text is not None:
             metadata["rollout_decision"] = decision_text  # this run's, made after it served its rows
