@@ -10,6 +10,7 @@ import sys
 import time
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -31,10 +32,14 @@ S3_ENV = {
 }
 # A writer process: only the registry (no Dagster, no pandas), so it starts fast.
 PROMOTER = """
-import sys, time
+import os, sys, time
 from ml_platform.model.registry import ModelRegistry
-url, name, alias, count = sys.argv[1:5]
+url, name, alias, count, go = sys.argv[1:6]
 registry = ModelRegistry(url)
+registry.aliases()  # imports done, connection open
+print("ready", flush=True)
+while not os.path.exists(go):  # both start together, however long each took to get here
+    time.sleep(0.01)
 started = time.time()
 for i in range(int(count)):
     registry.set_alias(alias, ("v1", "v2")[i % 2], reason=f"{name} #{i}", run_id=name)
@@ -101,18 +106,22 @@ def finished(process: subprocess.Popen[str]) -> str:
     return out
 
 
-def test_two_writer_processes_making_40_promotions_each_lose_no_history_entry(s3_endpoint: str) -> None:
+def test_two_writer_processes_making_40_promotions_each_lose_no_history_entry(s3_endpoint: str, tmp_path: Path) -> None:
     url = fresh_url()
     registry = ModelRegistry(url)
     for constant in (0, 1):
         registry.register({"constant": constant}, {"features": ["x"]})
-    writers = {"A": spawn(PROMOTER, url, "A", "production", "40"), "B": spawn(PROMOTER, url, "B", "staging", "40")}
+    go = tmp_path / "go"
+    writers = {name: spawn(PROMOTER, url, name, alias, "40", str(go)) for name, alias in (("A", "production"), ("B", "staging"))}
+    for writer in writers.values():
+        assert writer.stdout is not None and writer.stdout.readline().strip() == "ready"
+    go.touch()
     reads = 0
     while any(w.poll() is None for w in writers.values()):
         registry.history()  # a reader meanwhile: the state is always whole and well-formed
         reads += 1
         time.sleep(0.5)  # leaves the server to the writers
-    spans = {name: [float(t) for t in finished(w).split()] for name, w in writers.items()}
+    spans = {name: [float(t) for t in finished(w).split()[-2:]] for name, w in writers.items()}
     assert spans["A"][0] < spans["B"][1] and spans["B"][0] < spans["A"][1], "the writers did not overlap"
 
     history = registry.history()
