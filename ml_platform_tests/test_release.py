@@ -198,6 +198,12 @@ def test_the_rollout_commands(
     status = json.loads(capsys.readouterr().out)
     assert status["rollout"]["status"] == "aborted"
     assert [d["action"] for d in status["rollout"]["decisions"]] == ["pause", "stay", "resume", "abort"]
+    # Retraining on the same data gives v2 again: it is not staged again by itself.
+    again = train(instance, CANARY, OTHER_DATA, defs=defs)
+    assert again.success
+    decision = again.asset_materializations_for_node("canary__staging_model")[0].metadata["decision"].value
+    assert decision.startswith("v2's canary rollout was aborted (abort from the command line); promote it by hand")
+    assert registry.rollout()["status"] == "aborted"  # type: ignore[index]
 
 
 def test_a_sql_source_gets_its_predictions_as_a_table_keyed_by_its_id_column(
