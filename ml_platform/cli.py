@@ -28,7 +28,7 @@ from ml_platform.alerting.outbox import AlertOutbox, NotAnOutboxError
 from ml_platform.declaration import DeclarationError, default_defs_dir, read_declarations, resolve_model_name
 from ml_platform.model.registry import ModelRegistry, Recovery, RegistryError, check_registry_root
 from ml_platform.model.rollout import RolloutError, control, describe, is_open
-from ml_platform.paths import dagster_home, model_registry_url, platform_home
+from ml_platform.paths import dagster_home, model_registry_url, platform_home, predictions_dir
 from ml_platform.scaffold import declaration_yaml, inferred_source, write_declaration
 
 
@@ -179,8 +179,8 @@ def _query_alerts(args: argparse.Namespace, outbox: AlertOutbox) -> tuple[Any, s
 
 
 def _latest_predictions(model: str) -> str | None:
-    """The newest batch_predictions file of a model (dagster_home/ml_platform/predictions/<model>/)."""
-    files = sorted((platform_home() / "predictions" / model).glob("*.parquet"), key=lambda f: f.stat().st_mtime)
+    """The newest batch_predictions file of a model."""
+    files = sorted(predictions_dir(model).glob("*.parquet"), key=lambda f: f.stat().st_mtime)
     return str(files[-1]) if files else None
 
 

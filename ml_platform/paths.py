@@ -45,3 +45,8 @@ def registry_root() -> str:
 def model_registry_url(model: str, root: str | None = None) -> str:
     """The registry of one model: <root>/<model>."""
     return f"{(root or registry_root()).rstrip('/')}/{model}"
+
+
+def predictions_dir(model: str) -> Path:
+    """Where <model>/batch_predictions writes each run's predictions (<run_id>.parquet)."""
+    return platform_home() / "predictions" / model

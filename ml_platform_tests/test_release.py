@@ -44,6 +44,16 @@ def check(result: dg.ExecuteInProcessResult, name: str) -> dg.AssetCheckEvaluati
     return evaluation
 
 
+def alerted(instance: dg.DagsterInstance, tmp_path: Path, check_name: str) -> list[dict[str, Any]]:
+    """The alerts one tick of the check alert sensor sends (to a JSONL file) for this check."""
+    alerts_file = tmp_path / "alerts.jsonl"
+    alerting = alerting_resource(jsonl=JsonlChannelResource(path=str(alerts_file)), outbox_path=str(tmp_path / "alerts.db"))
+    check_alert_sensor, _ = build_alert_sensors({})
+    with dg.build_sensor_context(instance=instance, resources={"alerting": alerting}) as context:
+        check_alert_sensor(context)
+    return [a for a in JsonlAlertFile(alerts_file).read() if a["check"] == check_name]
+
+
 @pytest.fixture
 def champion_and_rollout(instance: dg.DagsterInstance, dagster_home: Path) -> tuple[dg.Definitions, ModelRegistry]:
     """v1 in production (promoted at once: nothing to canary against), then v2, trained on other
@@ -114,12 +124,7 @@ def test_a_candidate_that_disagrees_is_rolled_back_and_alerted(
     assert set(predictions(result)["model_version"]) == {"v1"}  # nothing served by the rolled-back candidate
     assert registry.alias("production") == "v1" and registry.rollout()["status"] == "rolled_back"  # type: ignore[index]
 
-    alerts_file = tmp_path / "alerts.jsonl"
-    alerting = alerting_resource(jsonl=JsonlChannelResource(path=str(alerts_file)), outbox_path=str(tmp_path / "alerts.db"))
-    check_alert_sensor, _ = build_alert_sensors({})
-    with dg.build_sensor_context(instance=instance, resources={"alerting": alerting}) as context:
-        check_alert_sensor(context)
-    [alert] = [a for a in JsonlAlertFile(alerts_file).read() if a["check"] == "canary_rollout"]
+    [alert] = alerted(instance, tmp_path, "canary_rollout")
     assert (alert["severity"], alert["asset"], alert["model"]) == ("HIGH", "canary/batch_predictions", "canary")
     assert "below the minimum 90.0%" in alert["message"] and alert["metadata"]["agreement"] < 0.9
 
@@ -139,12 +144,7 @@ def test_a_failed_smoke_test_stops_the_release_keeps_production_and_is_alerted(
     assert registry_of(dagster_home, "canary").aliases() == {"production": "v1", "staging": "v2"}
     assert registry_of(dagster_home, "canary").rollout() is None
     # ... and it is alerted HIGH, with its reason.
-    alerts_file = tmp_path / "alerts.jsonl"
-    alerting = alerting_resource(jsonl=JsonlChannelResource(path=str(alerts_file)), outbox_path=str(tmp_path / "alerts.db"))
-    check_alert_sensor, _ = build_alert_sensors({})
-    with dg.build_sensor_context(instance=instance, resources={"alerting": alerting}) as context:
-        check_alert_sensor(context)
-    [alert] = [a for a in JsonlAlertFile(alerts_file).read() if a["check"] == "smoke_test"]
+    [alert] = alerted(instance, tmp_path, "smoke_test")
     assert alert["severity"] == "HIGH" and alert["message"].startswith("smoke test of staged v2 failed: v2 ")
 
 

@@ -85,10 +85,6 @@ def registry_link(registry: ModelRegistry, version: str) -> dg.MetadataValue:
     return dg.MetadataValue.path(location) if "://" not in location else dg.MetadataValue.url(location)
 
 
-def rollout_policy(config: Any) -> RolloutPolicy:
-    return RolloutPolicy.from_dict({**config.model_dump(), "steps": tuple(config.steps)})
-
-
 def build_release_assets(
     model: DeclaredModel, run_config_classes: Mapping[str, type[dg.Config]]
 ) -> tuple[dg.AssetsDefinition, dg.AssetsDefinition, dict[str, dg.Config]]:
@@ -266,7 +262,7 @@ def build_release_assets(
             context.log.info(f"promoted {staged.candidate}: {reason}")
         elif staged.staged:
             assert champion is not None
-            started = new_rollout(staged.candidate, champion, rollout_policy(config), context.run.run_id)
+            started = new_rollout(staged.candidate, champion, RolloutPolicy.from_dict(config.model_dump()), context.run.run_id)
             replaced = registry.start_rollout(started)
             reason = f"{staged.gate_reason}; smoke test passed; canary rollout started: {describe(started)}"
             if replaced:

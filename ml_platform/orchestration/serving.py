@@ -9,7 +9,6 @@ rows are then all served by the champion.
 """
 
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import dagster as dg
@@ -25,11 +24,7 @@ from ml_platform.model.serving import BatchScores, ScoringModel, prediction_prob
 from ml_platform.orchestration.metadata import frame_table
 from ml_platform.orchestration.names import CANARY_ROLLOUT, PREDICTION_OUTPUTS, ModelNames
 from ml_platform.orchestration.resources import DataSourceResource, ModelRegistryResource
-from ml_platform.paths import platform_home
-
-
-def predictions_path(model: str, run_id: str) -> Path:
-    return platform_home() / "predictions" / model / f"{run_id}.parquet"
+from ml_platform.paths import predictions_dir
 
 
 @dataclass(frozen=True)
@@ -203,7 +198,7 @@ def build_batch_predictions(model: DeclaredModel) -> dg.AssetsDefinition:
             if scores.figures.get(name) is not None:
                 metadata[name] = scores.figures[name]
         if not served_problems:
-            path = write_parquet_atomic(scores.predictions.assign(run_id=run_id), predictions_path(model.name, run_id))
+            path = write_parquet_atomic(scores.predictions.assign(run_id=run_id), predictions_dir(model.name) / f"{run_id}.parquet")
             metadata["predictions_path"] = dg.MetadataValue.path(str(path))
             if sql_table is not None:
                 data_source: DataSourceResource = getattr(context.resources, names.data_source)
