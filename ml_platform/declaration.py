@@ -309,7 +309,7 @@ class SmokeTestSection(Section):
     """The staged version, loaded in a fresh process, predicts on a sample of its holdout."""
 
     sample_rows: int = Field(200, ge=1)
-    max_row_latency_ms: float = Field(50.0, gt=0.0)  # one row's predict_proba (median of single-row calls)
+    max_row_latency_ms: float = Field(200.0, gt=0.0)  # one row's predict_proba (median of single-row calls); catches the pathological, not load
 
 
 class RolloutSection(Section):

@@ -97,11 +97,13 @@ def test_a_killed_run_is_marked_failed_alerted_and_the_queue_moves_on(tmp_path: 
             print(f"CLI run killed: marked failed by run monitoring after {seconds:.1f}s")
 
 
-def wait_for_new_run(instance: dg.DagsterInstance, known: set[str]) -> str:
+def wait_for_new_run(instance: dg.DagsterInstance, known: set[str], job_name: str = "__ASSET_JOB") -> str:
+    """The first run of `job_name` not in `known` (a CLI materialization's job is __ASSET_JOB; the
+    batch run the daemon launches after a promotion is not it)."""
     found: list[str] = []
 
     def new_run() -> bool:
-        found[:] = [r.run_id for r in instance.get_runs() if r.run_id not in known]
+        found[:] = [r.run_id for r in instance.get_runs() if r.run_id not in known and r.job_name == job_name]
         return bool(found)
 
     wait_for(new_run, 120, "the CLI run appearing in the instance")

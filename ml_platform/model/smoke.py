@@ -74,7 +74,7 @@ _SERVER_COMMAND = "import sys; from ml_platform.model.smoke import serve; serve(
 @dataclass(frozen=True)
 class SmokePolicy:
     sample_rows: int = 200
-    max_row_latency_ms: float = 50.0
+    max_row_latency_ms: float = 200.0
 
 
 @dataclass(frozen=True)
