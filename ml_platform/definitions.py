@@ -1,6 +1,7 @@
 """The map of the whole platform: every model declared under ml_platform/defs/, plus what serves
 them all (the alert sensors, the shared resources, the executor)."""
 
+from functools import cache
 from pathlib import Path
 
 import dagster as dg
@@ -17,5 +18,6 @@ def project_definitions(project_root: Path) -> dg.Definitions:
 
 
 @dg.definitions
+@cache  # Dagster loads the definitions up to six times in one CLI run (~0.3 s each); the YAML is read once per process
 def defs() -> dg.Definitions:
     return project_definitions(PROJECT_ROOT)

@@ -5,9 +5,12 @@ are pruned except those holding an asset's latest output, and outputs are Parque
 import json
 import os
 import pickle
+import subprocess
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import dagster as dg
 import numpy as np
@@ -15,7 +18,7 @@ import pandas as pd
 import pytest
 
 from ml_platform.data.sources import DatasetSpec, FeatureSpec, SourceData
-from ml_platform.data.stored_outputs import MANIFEST, StoredOutputError, read_output, write_output
+from ml_platform.data.stored_outputs import MANIFEST, StoredOutputError, encode_output, read_output, write_encoded, write_output
 from ml_platform.orchestration.io_manager import RunScopedIOManager
 from ml_platform.orchestration.pipeline import CandidateModel
 from ml_platform_tests.conftest import platform, registry_of, run_job, source_config, synthetic
@@ -220,3 +223,94 @@ def test_through_dagster_a_damaged_parquet_file_or_an_unstorable_output_fails_na
     error = failure.step_failure_data.error
     messages = [error.message] + [c.message for c in (error.cause, error.cause and error.cause.cause) if c]
     assert any("unstorable: its output cannot be stored: the output: a builtins.set cannot be stored" in m for m in messages)
+
+
+SEEN: dict[str, Any] = {}  # what the handoff assets below produced and received, by name
+
+
+@dg.asset(name="handoff_frame")
+def handoff_frame() -> pd.DataFrame:
+    SEEN["produced"] = every_dtype()
+    return SEEN["produced"]
+
+
+@dg.asset(name="handoff_counts")
+def handoff_counts(handoff_frame: pd.DataFrame) -> dict:
+    SEEN["received"] = handoff_frame
+    handoff_frame["flag"] = ~handoff_frame["flag"]  # a consumer's change stays its own (copy-on-write)
+    return {"rows": len(handoff_frame)}
+
+
+@dg.asset(name="handoff_reader")
+def handoff_reader(handoff_frame: pd.DataFrame, handoff_counts: dict) -> int:
+    SEEN["read_again"], SEEN["counts"] = handoff_frame, handoff_counts
+    return handoff_counts["rows"]
+
+
+HANDOFF_ASSETS = [handoff_frame, handoff_counts, handoff_reader]
+
+
+def test_a_later_step_of_the_run_takes_the_frame_from_memory_while_it_is_stored_whole(instance: dg.DagsterInstance) -> None:
+    SEEN.clear()
+    result = dg.materialize(HANDOFF_ASSETS, instance=instance, resources={"io_manager": RunScopedIOManager()})
+    assert result.success
+    # Not read back from disk: the consumers share the producer's data ...
+    assert np.shares_memory(SEEN["received"]["i64"].to_numpy(), SEEN["produced"]["i64"].to_numpy())
+    assert np.shares_memory(SEEN["read_again"]["i64"].to_numpy(), SEEN["produced"]["i64"].to_numpy())
+    # ... yet handoff_counts' change of its input is its own.
+    pd.testing.assert_frame_equal(SEEN["read_again"], every_dtype(), check_exact=True)
+    pd.testing.assert_frame_equal(SEEN["produced"], every_dtype(), check_exact=True)
+    assert SEEN["counts"] == {"rows": len(every_dtype())}  # a dict goes through its stored copy
+    # Every output is on disk, whole, once the run has ended; no temporary folder is left.
+    run_dir = Path(instance.storage_directory()) / "runs" / result.run_id
+    pd.testing.assert_frame_equal(read_output(run_dir / "handoff_frame"), every_dtype(), check_exact=True)
+    assert read_output(run_dir / "handoff_counts") == {"rows": len(every_dtype())}
+    assert read_output(run_dir / "handoff_reader") == len(every_dtype())
+    assert not [p.name for p in run_dir.iterdir() if ".tmp-" in p.name]
+
+
+def test_a_write_that_fails_after_its_step_fails_the_next_step_naming_the_output(
+    instance: dg.DagsterInstance, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import ml_platform.orchestration.io_manager as io_manager
+
+    def full_disk(encoded: Any, folder: Path, tmp: Path | None = None) -> None:
+        if folder.name == "handoff_frame":
+            raise OSError(28, "No space left on device")
+        write_encoded(encoded, folder, tmp)
+
+    monkeypatch.setattr(io_manager, "write_encoded", full_disk)  # the disk filling up under the writer thread
+    result = dg.materialize(HANDOFF_ASSETS, instance=instance, resources={"io_manager": RunScopedIOManager()},
+                            raise_on_error=False)
+    assert not result.success
+    [failure] = [e for e in result.all_events if e.is_step_failure]
+    assert failure.step_key == "handoff_counts"
+    # (Whether the write had failed by the time handoff_counts loaded its input or only when it stored
+    # its output, the message is the same.)
+    assert (f"Failure: run {result.run_id}: could not store handoff_frame ([Errno 28] No space left on device)"
+            in failure.step_failure_data.error.message)
+    assert not (Path(instance.storage_directory()) / "runs" / result.run_id / "handoff_frame").exists()
+
+
+def test_a_reader_waits_for_a_write_in_progress_by_a_live_process_only(tmp_path: Path) -> None:
+    from ml_platform.data.stored_outputs import being_written, start_output
+    from ml_platform.orchestration.io_manager import _await_stored
+
+    folder = tmp_path / "runs" / "r1" / "frame"
+    tmp = start_output(folder)  # this (live) process is writing it
+    assert being_written(folder)
+    writer = threading.Timer(0.5, write_encoded, args=(encode_output({"rows": 3}), folder, tmp))
+    started = time.monotonic()
+    writer.start()
+    _await_stored(folder)
+    assert time.monotonic() - started >= 0.4 and read_output(folder) == {"rows": 3} and not being_written(folder)
+
+    # A writer that died mid-write (its pid gone) is not waited for.
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    other = tmp_path / "runs" / "r2" / "frame"
+    other.parent.mkdir(parents=True)
+    (other.parent / f"frame.tmp-{dead.pid}-0123").mkdir()
+    started = time.monotonic()
+    _await_stored(other)
+    assert not being_written(other) and not other.exists() and time.monotonic() - started < 0.5

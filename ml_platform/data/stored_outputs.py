@@ -12,12 +12,14 @@ categorical column's categories, their dtype and order are also recorded in `out
 (categories must be numbers, bools or strings; a categorical level of a MultiIndex is refused).
 
 A folder is written beside its place and renamed into it, `output.json` last: a reader sees
-the whole output or none.
+the whole output or none. Encoding (where what cannot be stored is refused) and writing are
+separate steps, so a caller may write in the background (see the run-scoped IO manager).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import glob
 import importlib
 import json
 import os
@@ -139,21 +141,64 @@ def _parquet_options(schema: pa.Schema) -> dict[str, Any]:
     }
 
 
-def write_output(value: Any, folder: Path) -> None:
-    """Store `value` as the folder `folder`, replacing what was there; whole or not at all."""
+@dataclasses.dataclass(frozen=True)
+class EncodedOutput:
+    """An output ready to be written: its manifest and its frames as Arrow tables (which share the
+    frames' memory where Arrow can). Encoding raises StoredOutputError for what cannot be stored,
+    so a caller can encode in the step and write later."""
+
+    manifest: bytes
+    tables: tuple[pa.Table, ...]
+
+
+def encode_output(value: Any) -> EncodedOutput:
     frames: list[tuple[str, pd.DataFrame]] = []
     manifest = json.dumps({"format": FORMAT, "value": _encode(value, "the output", frames)}).encode()
+    tables = []
+    for where, frame in frames:
+        try:
+            tables.append(pa.Table.from_pandas(frame, preserve_index=None))
+        except (pa.ArrowException, ValueError, TypeError) as exc:
+            raise StoredOutputError(f"{where}: the DataFrame cannot be stored as Parquet ({exc})") from exc
+    return EncodedOutput(manifest, tuple(tables))
+
+
+def start_output(folder: Path) -> Path:
+    """The temporary folder `folder` is written into, created now. Its name holds the writer's
+    pid: while it exists and that process lives, `folder` is on its way (see `being_written`)."""
     folder.parent.mkdir(parents=True, exist_ok=True)
-    tmp = folder.with_name(f"{folder.name}.tmp-{uuid.uuid4().hex}")
+    tmp = folder.with_name(f"{folder.name}.tmp-{os.getpid()}-{uuid.uuid4().hex}")
     tmp.mkdir()
+    return tmp
+
+
+def being_written(folder: Path) -> bool:
+    """Whether a live process on this host is writing `folder` (a temporary folder of its exists)."""
+    for tmp in folder.parent.glob(f"{glob.escape(folder.name)}.tmp-*"):
+        pid = tmp.name.rsplit(".tmp-", 1)[1].split("-", 1)[0]
+        if pid.isdigit() and _alive(int(pid)):
+            return True
+    return False
+
+
+def _alive(pid: int) -> bool:
     try:
-        for index, (where, frame) in enumerate(frames):
-            try:
-                table = pa.Table.from_pandas(frame, preserve_index=None)
-            except (pa.ArrowException, ValueError, TypeError) as exc:
-                raise StoredOutputError(f"{where}: the DataFrame cannot be stored as Parquet ({exc})") from exc
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass
+    return True
+
+
+def write_encoded(encoded: EncodedOutput, folder: Path, tmp: Path | None = None) -> None:
+    """Write `encoded` as the folder `folder` (through `tmp`, from start_output, or a new one),
+    replacing what was there; whole or not at all."""
+    tmp = tmp or start_output(folder)
+    try:
+        for index, table in enumerate(encoded.tables):
             pq.write_table(table, tmp / f"frame-{index}.parquet", **_parquet_options(table.schema))
-        (tmp / MANIFEST).write_bytes(manifest)
+        (tmp / MANIFEST).write_bytes(encoded.manifest)
         if folder.exists():  # a step retried within its run: the old output goes once the new is whole
             old = folder.with_name(f"{folder.name}.old-{uuid.uuid4().hex}")
             os.rename(folder, old)
@@ -163,6 +208,11 @@ def write_output(value: Any, folder: Path) -> None:
             os.rename(tmp, folder)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def write_output(value: Any, folder: Path) -> None:
+    """Store `value` as the folder `folder`, replacing what was there; whole or not at all."""
+    write_encoded(encode_output(value), folder)
 
 
 def _resolve(path: str, where: str) -> type:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -22,9 +23,10 @@ from sklearn.compose import ColumnTransformer
 from sklearn.impute import SimpleImputer
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import accuracy_score, f1_score, precision_score, recall_score, roc_auc_score
-from sklearn.model_selection import train_test_split
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import FunctionTransformer, OneHotEncoder, OrdinalEncoder, StandardScaler
+from sklearn.utils import check_array, check_random_state
+from sklearn.utils.extmath import _approximate_mode  # the split's own draws, so its rows are train_test_split's
 
 from ml_platform.data.sources import DatasetSpec
 from ml_platform.data.validation import as_category_text
@@ -183,8 +185,30 @@ def split_holdout(frame: pd.DataFrame, target: str, fraction: float, seed: int) 
         raise ValueError(
             f"{target}: class(es) {list(rare.index)} have a single row; a stratified holdout needs at least 2 rows per class"
         )
-    train, holdout = train_test_split(frame, test_size=fraction, random_state=seed, stratify=frame[target])
-    return train, holdout
+    train_rows, holdout_rows = stratified_split_rows(frame[target], fraction, seed)
+    return frame.take(train_rows), frame.take(holdout_rows)
+
+
+def stratified_split_rows(labels: pd.Series, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """The row positions `train_test_split(..., test_size=fraction, random_state=seed,
+    stratify=labels)` picks, in its order, with the same draws from the same generator; without
+    its Python list of every index and its sorts (3.9 s of 6.7 s at 10,000,000 rows)."""
+    y = check_array(labels, input_name="y", ensure_2d=False, dtype=None)
+    n_test = math.ceil(fraction * len(y))
+    n_train = len(y) - n_test
+    # np.unique's sorted classes and inverse, by hashing instead of sorting; each class's rows in order.
+    codes, classes = pd.factorize(y, sort=True)
+    class_counts = np.bincount(codes, minlength=len(classes))
+    class_rows = [np.flatnonzero(codes == k) for k in range(len(classes))]
+    rng = check_random_state(seed)
+    train_counts = _approximate_mode(class_counts, n_train, rng)
+    test_counts = _approximate_mode(class_counts - train_counts, n_test, rng)
+    train, test = [], []
+    for rows, count, n_i, t_i in zip(class_rows, class_counts, train_counts, test_counts):
+        permuted = rows.take(rng.permutation(count), mode="clip")
+        train.append(permuted[:n_i])
+        test.append(permuted[n_i : n_i + t_i])
+    return rng.permutation(np.concatenate(train)), rng.permutation(np.concatenate(test))
 
 
 def evaluate(pipeline: Pipeline, holdout: pd.DataFrame, spec: DatasetSpec) -> dict[str, float]:

@@ -123,10 +123,28 @@ class ModelReference:
                    ConfidenceCalibration.from_dict(calibration) if calibration else None)
 
 
+REFERENCE_MAX_ROWS = 1_000_000
+
+
+def bounded_sample(frame: pd.DataFrame, max_rows: int = REFERENCE_MAX_ROWS, seed: int = 0) -> pd.DataFrame:
+    """`frame` itself up to max_rows rows, else a seeded uniform sample of max_rows of its rows
+    (in their order)."""
+    if len(frame) <= max_rows:
+        return frame
+    return frame.take(np.sort(np.random.default_rng(seed).choice(len(frame), max_rows, replace=False)))
+
+
 def build_reference(train: pd.DataFrame, spec: DatasetSpec, model: Any, holdout: pd.DataFrame | None = None) -> ModelReference:
     """The training data's summary, the predicted class shares on it, and the model's reliability
     measured on `holdout` (rows it was not fitted on; the training rows when there is none, which
-    flatters an overfitted model)."""
+    flatters an overfitted model).
+
+    Each is measured on at most REFERENCE_MAX_ROWS rows (a seeded uniform sample above that): at
+    10,000,000 rows this took 6 s of a 68 s run (sorting every feature, predicting every training
+    row), and a 1,000,000-row sample moves the KS statistic by at most 0.0014 (95%), the PSI and
+    class shares by less, against drift thresholds of 0.1 and more."""
+    train = bounded_sample(train, REFERENCE_MAX_ROWS)
+    holdout = None if holdout is None else bounded_sample(holdout, REFERENCE_MAX_ROWS)
     x = train[spec.feature_names]
     measured, measured_on = (train, "training data") if holdout is None or holdout.empty else (holdout, "holdout")
     calibration = fit_confidence_calibration(model, measured[spec.feature_names], measured[spec.target], measured_on)

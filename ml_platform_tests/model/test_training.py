@@ -1,3 +1,4 @@
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -58,3 +59,26 @@ def test_a_class_with_a_single_row_is_named_before_the_split() -> None:
     frame = pd.DataFrame({"a": range(20), "y": [0, 1] * 9 + [0, 2]})
     with pytest.raises(ValueError, match=r"y: class\(es\) \[2\] have a single row"):
         split_holdout(frame, "y", 0.2, 0)
+
+
+@pytest.mark.parametrize(
+    ("labels", "weights"),
+    [([0, 1], [0.7, 0.3]), (["yes", "no"], [0.5, 0.5]), (["b", "a", "c"], [0.2, 0.5, 0.3]), ([True, False], [0.9, 0.1]),
+     ([2.5, -1.0, 0.0, 7.0, 3.0], [0.1, 0.2, 0.3, 0.2, 0.2])],
+)
+def test_the_holdout_is_exactly_the_rows_train_test_split_picks(labels: list, weights: list) -> None:
+    from sklearn.model_selection import train_test_split
+
+    rng = np.random.default_rng(3)
+    for rows in (20, 997, 5_000):
+        frame = pd.DataFrame({"x": rng.random(rows), "y": rng.choice(np.array(labels, dtype=object), rows, p=weights)})
+        frame["y"] = frame["y"].astype(type(labels[0]) if not isinstance(labels[0], str) else "str")
+        frame.index = rng.permutation(rows) + 100  # labels, not positions, are what is compared
+        for fraction, seed in ((0.2, 42), (0.33, 0), (0.1, 7)):
+            try:
+                expected = train_test_split(frame, test_size=fraction, random_state=seed, stratify=frame["y"])
+            except ValueError:
+                continue  # too few rows of a class for this fraction: sklearn refuses it too
+            train, holdout = split_holdout(frame, "y", fraction, seed)
+            assert train.index.equals(expected[0].index) and holdout.index.equals(expected[1].index)
+            pd.testing.assert_frame_equal(holdout, expected[1])

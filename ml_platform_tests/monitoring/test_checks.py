@@ -116,3 +116,35 @@ def test_production_accuracy_uses_labelled_rows_only_and_says_when_there_are_non
     assert not outcome.passed and outcome.description == "Model accuracy dropped to 66.67% (threshold: 70.00%)"
     with pytest.raises(NotEvaluated, match="the newest data has no labelled rows"):
         production_accuracy(predictions, pd.Series([None] * 4, dtype=float), 0.7)
+
+
+def test_a_large_training_set_is_summarized_from_a_seeded_sample_that_measures_what_the_whole_does(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from sklearn.linear_model import LogisticRegression
+
+    import ml_platform.monitoring.checks as checks
+
+    rng = np.random.default_rng(1)
+    train = pd.DataFrame({"a": rng.normal(size=50_000), "b": rng.exponential(size=50_000)})
+    train["y"] = (train["a"] + rng.normal(size=len(train)) > 0).astype(int)
+    model = LogisticRegression().fit(train[["a", "b"]], train["y"])
+    assert checks.bounded_sample(train, 50_000) is train  # at or under the bound: the frame itself
+    sample = checks.bounded_sample(train, 5_000)
+    assert len(sample) == 5_000 and sample.index.is_monotonic_increasing and sample.index.is_unique
+    assert sample.index.equals(checks.bounded_sample(train, 5_000).index)  # seeded: the same rows every time
+
+    whole = checks.build_reference(train, SPEC, model, train)
+    monkeypatch.setattr(checks, "REFERENCE_MAX_ROWS", 5_000)
+    sampled = checks.build_reference(train, SPEC, model, train)
+    assert [f.count for f in sampled.features.features] == [5_000, 5_000]
+    assert sampled.calibration is not None and sampled.calibration.rows == 5_000
+    # Drift of the same shifted data measured against either reference: the same verdicts, close figures.
+    shifted = train.assign(a=train["a"] + 0.5)
+    (whole_outcome, whole_table), (sample_outcome, sample_table) = (
+        data_drift(ref, shifted, DataDriftCheck()) for ref in (whole, sampled))
+    assert whole_outcome.passed == sample_outcome.passed and whole_outcome.figures["drifted_features"] == "a"
+    assert sample_outcome.figures["drifted_features"] == "a"
+    figures = ["psi", "ks_statistic", "wasserstein"]
+    difference = (whole_table.set_index("feature")[figures] - sample_table.set_index("feature")[figures]).abs()
+    assert (difference < 0.03).all().all(), difference
