@@ -1,7 +1,7 @@
 """Benchmark of the smoke test's fresh process: three ways to run one smoke test of a staged model.
 
   (a) subprocess: `python -m ml_platform.model.smoke REQUEST.json`, a new interpreter per test;
-  (b) ml_platform.model.smoke's fork server: the first call (which starts it: its imports) and
+  (b) ml_platform.model.smoke's fork server: the first call (which forks it from this process) and
       the later calls (a fork of the warm server, then the checks);
   (c) multiprocessing.get_context("forkserver") with set_forkserver_preload(SERVER_PRELOAD): the
       first call (the server's start) and the later ones; each child also re-imports this

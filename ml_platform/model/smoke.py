@@ -13,31 +13,33 @@ Per-row latency: the median of up to 20 single-row predict_proba calls (one row 
 start of the sample, as a one-row DataFrame: what an online caller pays), after one unmeasured
 warm-up call.
 
-The fresh process: a small fork server, `python -P -c "...serve()"` started once per calling
-process on first use (or early by `prestart()`), which imports only this module and
-SERVER_PRELOAD (pandas, pyarrow, scikit-learn, the platform's training module the pickles refer
-to) and then forks one child per smoke test. The child loads the artifact and checks it, so every
-test runs in a clean copy of a server that never unpickled any model; the server never imports
-the caller's modules (-P keeps the working folder off sys.path, and it is a new interpreter).
-It exits when the caller's end of its stdin closes; a dead server is restarted; a child that
-outlives the timeout is killed.
+The fresh process: a small fork server, forked from the calling process once (on first use, or
+early by `prestart()`: a Dagster run calls it as the run's first step starts, before anything is
+trained), which then forks one child per smoke test. The child loads the artifact from disk and
+checks it, so every test runs in a copy of a process that never held the model under test: not
+the one that trained it, and with nothing of the training in memory. It has the caller's imports
+already (scikit-learn, pandas: ~1.5 s a fresh interpreter would spend first), and imports
+SERVER_PRELOAD if the caller had not. It exits when the caller's end of its stdin closes; a dead
+server is restarted; a child that outlives the timeout is killed.
 
-Why this and not a plain subprocess or multiprocessing's forkserver: benchmarks/smoke_benchmark.py,
-one smoke test of the default estimator on 200 rows, medians of 5, on an AMD EPYC with 2 cores
-shared with other work (load average 4 to 6 during the runs, so every figure is inflated ~3x):
+What a fresh interpreter would catch and this does not: an artifact that needs a module only the
+caller had imported. The platform's artifacts refer to scikit-learn and ml_platform.model.training
+only (its estimators are scikit-learn's), which every process that loads them imports anyway.
+
+Why this (benchmarks/smoke_benchmark.py, one smoke test of the default estimator on 200 rows,
+medians of 5, AMD EPYC, 2 cores, 2026-12-01):
 
   way                                           first test     each later test
-  `python -m ml_platform.model.smoke` per test  3.9 - 6.8 s    3.9 - 6.8 s (every test imports
+  `python -m ml_platform.model.smoke` per test  2.62 s         2.62 s (every test imports
                                                                pandas and scikit-learn again)
-  this fork server                              5.8 - 6.6 s    0.56 - 0.57 s
-  multiprocessing forkserver + preload          8.0 - 8.9 s    0.54 - 0.56 s
+  this fork server                              0.14 s         0.11 s
+  multiprocessing forkserver + preload          2.61 s         0.19 s
 
-The two servers cost the same once warm; in a process that runs one smoke test (a Dagster run
-worker) both cost about what a plain subprocess costs, unless prestart() overlaps the server's
-start with training. multiprocessing's was not chosen because each of its children re-imports
-the caller's __main__ module before running (its preparation data names it: the `dagster` or
-`pytest` console script, a benchmark script), i.e. imports the caller's modules into the clean
-process, and its server is a process-wide singleton whose preload list other code may set.
+Until 2026-12-01 the server was a fresh interpreter (`python -P -c serve()`), started early so that
+its imports overlapped training; on small data a run still waited 1.3-2.2 s for it (of a 7.7 s
+run at 10,000 rows). multiprocessing's forkserver is not used: each of its children re-imports
+the caller's __main__ module before running, and its server is a process-wide singleton whose
+preload list other code may set.
 """
 
 from __future__ import annotations
@@ -68,7 +70,6 @@ SERVER_PRELOAD = ("numpy", "pandas", "pyarrow.parquet", "sklearn.pipeline", "ml_
                   "ml_platform.model.registry")
 LATENCY_CALLS = 20
 PROBA_TOLERANCE = 1e-6
-_SERVER_COMMAND = "import sys; from ml_platform.model.smoke import serve; serve(sys.stdin.buffer, sys.stdout.buffer)"
 
 
 @dataclass(frozen=True)
@@ -235,6 +236,60 @@ class _ServerGone(Exception):
     pass
 
 
+class _ServerProcess:
+    """The fork server: a child forked from the caller, its requests and replies on two pipes."""
+
+    def __init__(self, pid: int, stdin: IO[bytes], stdout: IO[bytes]) -> None:
+        self.pid, self.stdin, self.stdout = pid, stdin, stdout
+        self.returncode: int | None = None
+
+    @classmethod
+    def fork(cls, stderr_fd: int) -> _ServerProcess:
+        requests_r, requests_w = os.pipe()
+        replies_r, replies_w = os.pipe()
+        stderr_fd = os.dup(stderr_fd)  # the child's at-fork handler drops (and so closes) the caller's file object
+        pid = os.fork()
+        if pid == 0:  # the server: never returns into the caller's code
+            code = 1
+            try:
+                os.setsid()  # the caller's terminal signals are not its own
+                os.dup2(stderr_fd, 2)
+                os.close(requests_w)
+                os.close(replies_r)
+                with os.fdopen(requests_r, "rb") as requests, os.fdopen(replies_w, "wb") as replies:
+                    serve(requests, replies)
+                code = 0
+            except BaseException:  # noqa: BLE001 - why it died goes to its stderr, which the caller reads
+                traceback.print_exc()
+            finally:
+                os._exit(code)
+        for fd in (requests_r, replies_w, stderr_fd):
+            os.close(fd)
+        return cls(pid, os.fdopen(requests_w, "wb"), os.fdopen(replies_r, "rb"))
+
+    def poll(self) -> int | None:
+        if self.returncode is None:
+            pid, status = os.waitpid(self.pid, os.WNOHANG)
+            if pid:
+                self.returncode = os.waitstatus_to_exitcode(status)
+        return self.returncode
+
+    def kill(self) -> None:
+        if self.poll() is None:
+            os.kill(self.pid, signal.SIGKILL)
+
+    def wait(self) -> int:
+        if self.returncode is None:
+            self.returncode = os.waitstatus_to_exitcode(os.waitpid(self.pid, 0)[1])
+        return self.returncode
+
+    def stop(self) -> None:
+        self.kill()
+        self.wait()
+        for pipe in (self.stdin, self.stdout):
+            pipe.close()
+
+
 class _ForkServer:
     """The calling process's fork server: started on first use, restarted when found dead."""
 
@@ -246,32 +301,22 @@ class _ForkServer:
 
     def _forget(self) -> None:
         self._lock = threading.Lock()
-        self._process: subprocess.Popen[bytes] | None = None
+        self._process: _ServerProcess | None = None
         self._errors: IO[bytes] | None = None
         self._buffer = b""
 
-    def _start(self) -> subprocess.Popen[bytes]:
+    def _start(self) -> _ServerProcess:
         if self._process is not None and self._process.poll() is None:
             return self._process
         self._stop()
-        # The same ml_platform as the caller's, whatever the server's working folder.
-        package_parent = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-        env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [package_parent, os.environ.get("PYTHONPATH")]))}
         self._errors = tempfile.TemporaryFile(prefix="ml-platform-smoke-server-")
-        self._process = subprocess.Popen(
-            [sys.executable, "-P", "-c", _SERVER_COMMAND], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-            stderr=self._errors, env=env, start_new_session=True, close_fds=True)
+        self._process = _ServerProcess.fork(self._errors.fileno())
         self._buffer = b""
         return self._process
 
     def _stop(self) -> None:
         if self._process is not None:
-            if self._process.poll() is None:
-                self._process.kill()
-            self._process.wait()
-            for pipe in (self._process.stdin, self._process.stdout):
-                if pipe is not None:
-                    pipe.close()
+            self._process.stop()
         if self._errors is not None:
             self._errors.close()
         self._process, self._errors = None, None
@@ -284,7 +329,7 @@ class _ForkServer:
         lines = self._errors.read().decode(errors="replace").strip().splitlines()
         return lines[-1] if lines else ""
 
-    def _reply(self, process: subprocess.Popen[bytes], deadline: float) -> dict[str, Any] | None:
+    def _reply(self, process: _ServerProcess, deadline: float) -> dict[str, Any] | None:
         """The next reply line, or None at the deadline; _ServerGone when the server's end closed."""
         assert process.stdout is not None
         fd = process.stdout.fileno()
@@ -344,7 +389,7 @@ _SERVER = _ForkServer()
 
 
 def prestart() -> None:
-    """Start this process's fork server now (its imports, ~1 s, then overlap e.g. with training)."""
+    """Start this process's fork server now, before what it will test is trained."""
     _SERVER.prestart()
 
 
