@@ -49,8 +49,7 @@ def test_cli_runs_land_in_the_persistent_instance_reuse_stored_outputs_and_print
                                     "prediction_drift", "production_model_accuracy", "estimated_accuracy",
                                     "pipeline_run_time", "smoke_test", "prediction_outputs", "canary_rollout"}
         assert evaluations["data_drift"].description == "not evaluated: no production model yet"
-    [version] = registry_of(dagster_home).list_versions()
-    assert version.metadata["row_count"] == 569 and version.metadata["run_id"] == run.run_id
+    assert registry_of(dagster_home).alias("production") == "v1"
 
 
 @pytest.mark.slow
@@ -76,18 +75,18 @@ def test_cli_exits_non_zero_and_names_the_source_when_it_cannot_be_read(dagster_
 def test_with_the_multiprocess_executor_each_step_reads_what_another_process_stored(dagster_home: Path) -> None:
     """The scale-out switch (ML_PLATFORM_EXECUTOR): every step in a process of its own, so each
     input is read from the stored output of a step that ran (and wrote it) elsewhere."""
-    done = materialize(dagster_home, '+key:"breast_cancer/trained_model"', ML_PLATFORM_EXECUTOR="multiprocess")
+    # (Each step process imports the code location again, ~3 s here: two steps and the checks suffice.)
+    done = materialize(dagster_home, '+key:"breast_cancer/validated_data"', ML_PLATFORM_EXECUTOR="multiprocess")
     assert done.returncode == 0, done.stderr[-3000:]
     with dg.DagsterInstance.get() as instance:
         [run] = instance.get_runs()
         assert run.status == dg.DagsterRunStatus.SUCCESS
         starts = instance.all_logs(run.run_id, of_type=dg.DagsterEventType.STEP_START)
         pids = {e.step_key: e.dagster_event.pid for e in starts}
-        assert {"breast_cancer__raw_data", "breast_cancer__validated_data", "breast_cancer__trained_model"} <= set(pids)
+        # validated_data reads raw_data, the monitoring checks read validated_data: each from another process.
+        assert set(pids) == {"breast_cancer__raw_data", "breast_cancer__validated_data", "breast_cancer_monitoring_checks"}
         assert len(set(pids.values())) == len(pids)  # one process per step
         run_dir = Path(instance.storage_directory()) / "runs" / run.run_id / "breast_cancer"
     stored = read_output(run_dir / "validated_data")
     assert len(stored.frame) == 569 and stored.fingerprint
     assert not [p.name for p in run_dir.iterdir() if ".tmp-" in p.name]
-    [version] = registry_of(dagster_home).list_versions()
-    assert version.metadata["row_count"] == 569 and version.metadata["run_id"] == run.run_id

@@ -177,7 +177,11 @@ def test_the_entrypoint_serves_the_code_location_over_grpc(tmp_path: Path) -> No
         assert health.returncode == 0, health.stdout + health.stderr
     finally:
         os.killpg(server.pid, signal.SIGTERM)
-        server.wait(timeout=30)
+        try:
+            server.wait(timeout=30)
+        except subprocess.TimeoutExpired:  # a loaded machine: the server's graceful stop is not under test here
+            os.killpg(server.pid, signal.SIGKILL)
+            server.wait()
 
 
 def listening(port: int) -> bool:
