@@ -11,7 +11,9 @@ seen too. Each sample of the main thread goes to the first phase below whose mar
     import dagster          <module> (dagster/__init__.py ...    the CLI's own import
     instance set-up         create_instance_from_... / DagsterInstance.from_...   storage, SQLite schemas
     definitions             project_definitions (ml_platform/definitions.py ...  reading the declarations
-    import ml_platform      <module> (ml_platform/ ...          with pandas, scikit-learn, pyarrow, pandera
+    import numpy, pandas,   <module> (numpy/, pandas/, sklearn/, scipy/     what the plain script imports too
+      scikit-learn, scipy
+    import ml_platform      <module> (ml_platform/ ...          its own modules, pyarrow, pandera, ...
     smoke test              ml_platform/model/smoke.py          the staged model's test (waiting for it)
     event log writes        store_event / report_dagster_event  Dagster's events into SQLite
     steps' own work         any other ml_platform frame         loading, validating, training, registering
@@ -45,12 +47,23 @@ PHASES = [
     ("import dagster", ("<module> (dagster/__init__.py",)),
     ("instance set-up", ("create_instance_from", "DagsterInstance.from_config", "DagsterInstance.get (")),
     ("definitions", ("project_definitions (",)),
+    ("import numpy, pandas, scikit-learn, scipy", ("<module> (numpy/", "<module> (pandas/", "<module> (sklearn/",
+                                                   "<module> (scipy/")),
     ("import ml_platform", ("<module> (ml_platform/",)),
     ("smoke test", ("ml_platform/model/smoke.py",)),
     ("event log writes", ("store_event (", "report_dagster_event (")),
     ("steps' own work", ("(ml_platform/",)),
     ("Dagster run machinery", ("execute_job (", "_logged_execute_job (", "execute_run (")),
 ]
+
+
+def short_path(path: str) -> str:
+    """A frame's file as the markers name it: from the package folder (site-packages or this repo's)."""
+    if "site-packages/" in path:
+        return path.split("site-packages/")[-1]
+    if "/ml_platform/" in path:
+        return "ml_platform/" + path.split("/ml_platform/", 1)[1]
+    return path
 
 
 def phase_of(names: list[str], after_run: bool) -> str:
@@ -79,7 +92,7 @@ def profile_once(py_spy: str, selection: str, rate: int) -> tuple[float, dict[st
         shutil.rmtree(home, ignore_errors=True)
     frames = data["shared"]["frames"]
     main = max(data["profiles"], key=lambda p: len(p["samples"]))  # the main thread samples all along
-    names_of = [[f"{frames[i]['name']} ({(frames[i].get('file') or '').split('site-packages/')[-1]}:{frames[i].get('line')})"
+    names_of = [[f"{frames[i]['name']} ({short_path(frames[i].get('file') or '')}:{frames[i].get('line')})"
                  for i in sample] for sample in main["samples"]]
     ran = [i for i, names in enumerate(names_of) if any("execute_job (" in n for n in names)]
     last_run_sample = ran[-1] if ran else len(names_of)

@@ -20,8 +20,14 @@ import dagster as dg
 import pytest
 import yaml
 
-from ml_platform.orchestration.platform import EXECUTOR_ENV, build_platform_definitions, executor_from_environment
-from ml_platform_tests.conftest import BREAST_CANCER, REPO_ROOT, platform
+from ml_platform.data.stored_outputs import read_output
+from ml_platform.orchestration.platform import (
+    EXECUTOR_ENV,
+    OUTPUTS_DIR_ENV,
+    build_platform_definitions,
+    executor_from_environment,
+)
+from ml_platform_tests.conftest import BREAST_CANCER, REPO_ROOT, platform, run_job, synthetic
 from ml_platform_tests.dagster_dev import BIN, free_port
 
 DEPLOY = REPO_ROOT / "deploy"
@@ -205,3 +211,17 @@ def test_the_executor_is_chosen_by_the_environment_and_a_wrong_choice_is_named(m
     monkeypatch.setenv(EXECUTOR_ENV, "k8s")
     with pytest.raises(ValueError, match=r"ML_PLATFORM_EXECUTOR=k8s needs dagster-k8s: pip install 'ml_platform\[k8s\]'"):
         executor_from_environment()
+
+
+def test_runs_store_their_outputs_where_the_deployment_says(
+    monkeypatch: pytest.MonkeyPatch, instance: dg.DagsterInstance, tmp_path: Path
+) -> None:
+    """ML_PLATFORM_OUTPUTS_DIR: the volume every step pod mounts when steps run apart (k8s executor)."""
+    shared = tmp_path / "shared-volume"
+    monkeypatch.setenv(OUTPUTS_DIR_ENV, str(shared))
+    model = synthetic("outputs", rows=500)
+    result = run_job(instance, platform(model), "outputs_monitoring")
+    assert result.success
+    stored = read_output(shared / "runs" / result.run_id / "outputs" / "validated_data")
+    assert len(stored.frame) == 500
+    assert not (Path(instance.storage_directory()) / "runs" / result.run_id).exists()

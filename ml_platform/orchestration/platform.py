@@ -71,6 +71,9 @@ def check_model_routes(declarations: Mapping[str, ModelDeclaration], alerting: A
 
 EXECUTOR_ENV = "ML_PLATFORM_EXECUTOR"
 EXECUTORS = ("in_process", "multiprocess", "k8s")
+# Where runs store their intermediate outputs (default: the instance's storage folder). Steps in
+# separate pods (the k8s executor) need it on a volume they all mount.
+OUTPUTS_DIR_ENV = "ML_PLATFORM_OUTPUTS_DIR"
 
 
 def executor_from_environment() -> dg.ExecutorDefinition:
@@ -97,7 +100,7 @@ def build_platform_definitions(models: dg.Definitions, resources: Mapping[str, A
     shared: dict[str, Any] = {
         "model_registry": ModelRegistryResource(),
         "alerting": alerting_from_environment(),
-        "io_manager": RunScopedIOManager(),
+        "io_manager": RunScopedIOManager(base_dir=os.environ.get(OUTPUTS_DIR_ENV, "").strip()),
         **(resources or {}),
     }
     declarations = declared_models(models)
