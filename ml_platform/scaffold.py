@@ -66,7 +66,7 @@ attributes:
       psi_threshold: 0.20
       ks_threshold: 0.10             # on the KS statistic D (its p-value never decides)
       wasserstein_threshold: 0.10    # Wasserstein distance / the training data's std
-      # drift_share: 0.5             # unset: any drifted feature fails the check; set: this share must
+      # drift_share: 0.5             # unset: any drifted feature fails the check; set: at least this share of them
       severity: MEDIUM
       features: {{}}                   # per-feature rules, e.g. {{f3: {{method: [ks], ks_threshold: 0.2}}}}
     prediction_drift: {{psi_threshold: 0.20, severity: MEDIUM}}
@@ -111,6 +111,26 @@ def _feature_kind(column: "pd.Series") -> tuple[str, str]:
     return "numeric", str(column.dtype)
 
 
+MOSTLY_NUMERIC = 0.9  # a text column whose values are numbers this often is numbers with typos
+
+
+def _stray_text_in_numbers(column: "pd.Series", kind: str) -> str | None:
+    """What is wrong with a column of numbers that a few text values turned into text, if it is one."""
+    import pandas as pd
+
+    if pd.api.types.is_numeric_dtype(column) or pd.api.types.is_bool_dtype(column):
+        return None
+    present = column.dropna()
+    numbers = pd.to_numeric(present, errors="coerce")
+    if present.empty or numbers.notna().mean() < MOSTLY_NUMERIC or numbers.notna().all():
+        return None
+    bad = present[numbers.isna()]
+    position = column.index.get_loc(bad.index[0])
+    where = f"line {position + 2}" if kind == "csv" else f"row {position}"  # line 1: the header
+    return (f"column {column.name!r} holds numbers but {len(bad)} of its {len(present)} values are not "
+            f"(e.g. {bad.iloc[0]!r} on {where})")
+
+
 def inferred_source(path: Path, kind: str, target: str, project_root: Path) -> tuple[str, str]:
     """The `source:` block for a data file, and a one-line summary for the user.
 
@@ -141,6 +161,9 @@ def inferred_source(path: Path, kind: str, target: str, project_root: Path) -> t
             f"(at most {MAX_CLASSES} classes)"
         )
     columns = [c for c in frame.columns if c != target]
+    stray = [problem for c in columns if (problem := _stray_text_in_numbers(frame[c], kind))]
+    if stray:  # left out as "free text", the model would silently train without the column
+        raise DeclarationError(f"{source}: " + "; ".join(stray) + "; fix the file (or declare the columns yourself)")
     kinds = {c: _feature_kind(frame[c]) for c in columns}
     features = [c for c in columns if kinds[c][0] != "left out"]
     categorical = [c for c in features if kinds[c][0] == "categorical"]

@@ -308,3 +308,20 @@ def test_output_cut_short_by_a_closed_pipe_is_not_a_traceback(tmp_path: Path, mo
         assert main(["alerts", "list", "--json"]) == 0
     finally:
         closed.close()
+
+
+def test_new_model_refuses_a_column_of_numbers_with_stray_text_naming_the_line(tmp_path: Path, capsys) -> None:
+    import pandas as pd
+
+    defs = tmp_path / "defs"
+    rows = 300
+    frame = pd.DataFrame({"alpha": [i / 10 for i in range(rows)], "beta": [str(i * 0.5) for i in range(rows)],
+                          "label": [i % 2 for i in range(rows)]})
+    frame.loc[7, "beta"] = "oops"
+    frame.to_csv(tmp_path / "mine.csv", index=False)
+    assert main(["--defs", str(defs), "new-model", "mine", "--csv", str(tmp_path / "mine.csv"), "--target", "label"]) == 1
+    err = capsys.readouterr().err
+    assert "column 'beta' holds numbers but 1 of its 300 values are not (e.g. 'oops' on line 9)" in err
+    assert "fix the file (or declare the columns yourself)" in err
+    assert not (defs / "mine").exists()
+    assert (tmp_path / "mine.csv").read_text().splitlines()[8].split(",")[1] == "oops"  # line 9 of the file, as named

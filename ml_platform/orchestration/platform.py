@@ -78,8 +78,8 @@ OUTPUTS_DIR_ENV = "ML_PLATFORM_OUTPUTS_DIR"
 
 def executor_from_environment() -> dg.ExecutorDefinition:
     """How a run executes its steps, chosen by the deployment (ML_PLATFORM_EXECUTOR), not the code:
-    `in_process` (default: small sequential steps, no ~1.5-2 s of process start-up per step, see
-    benchmarks/), `multiprocess` (parallel steps on one machine) or `k8s` (each step a Kubernetes
+    `in_process` (default: small sequential steps, no 3-6.5 s of process start-up per step, see
+    docs/scaling.md), `multiprocess` (parallel steps on one machine) or `k8s` (each step a Kubernetes
     Job of its own, for large models on the Helm deployment; needs the `k8s` extra)."""
     choice = os.environ.get(EXECUTOR_ENV, "").strip() or "in_process"
     if choice == "in_process":
