@@ -30,6 +30,13 @@ def make_dagster_home(path: Path) -> Path:
     return path
 
 
+def interruptible() -> None:
+    """preexec_fn for a Dagster process: SIGINT back to its default. A shell's background job (the
+    test run started with `&` or nohup) ignores SIGINT, children inherit that, and Dagster maps
+    SIGTERM onto its SIGINT handler: such a `dagster dev` ignored SIGTERM, and every stop waited 30 s."""
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+
+
 def _signal_group(group: int, sig: signal.Signals) -> None:
     try:
         os.killpg(group, sig)
@@ -70,6 +77,7 @@ class DagsterDev:
         self.process = subprocess.Popen(
             [*self.command, "--host", "127.0.0.1", "--port", str(self.port)],
             cwd=self.cwd, env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+            preexec_fn=interruptible,
         )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:

@@ -28,7 +28,7 @@ from ml_platform.orchestration.platform import (
     executor_from_environment,
 )
 from ml_platform_tests.conftest import BREAST_CANCER, REPO_ROOT, platform, run_job, synthetic
-from ml_platform_tests.dagster_dev import BIN, free_port
+from ml_platform_tests.dagster_dev import BIN, free_port, interruptible
 
 DEPLOY = REPO_ROOT / "deploy"
 ENTRYPOINT = DEPLOY / "entrypoint.sh"
@@ -169,7 +169,7 @@ def test_the_entrypoint_serves_the_code_location_over_grpc(tmp_path: Path) -> No
     env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}", "DAGSTER_HOME": str(home),
            "DAGSTER_GRPC_HOST": "127.0.0.1", "DAGSTER_GRPC_PORT": str(port)}
     server = subprocess.Popen([str(ENTRYPOINT), "grpc"], cwd=REPO_ROOT, env=env, stdout=subprocess.DEVNULL,
-                              stderr=subprocess.PIPE, start_new_session=True)
+                              stderr=subprocess.PIPE, start_new_session=True, preexec_fn=interruptible)
     try:
         deadline = time.monotonic() + 120
         while not listening(port):
@@ -183,11 +183,7 @@ def test_the_entrypoint_serves_the_code_location_over_grpc(tmp_path: Path) -> No
         assert health.returncode == 0, health.stdout + health.stderr
     finally:
         os.killpg(server.pid, signal.SIGTERM)
-        try:
-            server.wait(timeout=30)
-        except subprocess.TimeoutExpired:  # a loaded machine: the server's graceful stop is not under test here
-            os.killpg(server.pid, signal.SIGKILL)
-            server.wait()
+        server.wait(timeout=30)
 
 
 def listening(port: int) -> bool:

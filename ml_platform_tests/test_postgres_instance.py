@@ -50,7 +50,7 @@ from ml_platform_tests.conftest import (
     synthetic,
     train,
 )
-from ml_platform_tests.dagster_dev import BIN, free_port
+from ml_platform_tests.dagster_dev import BIN, free_port, interruptible
 from ml_platform_tests.postgres import PostgresServer
 
 INSTANCE_CONFIG = REPO_ROOT / "deploy" / "dagster-postgres.yaml"
@@ -235,7 +235,7 @@ def code_server(pg: PostgresHome, log_path: Path) -> Iterator[tuple[int, subproc
            "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}"}
     with log_path.open("wb") as log:
         server = subprocess.Popen([str(ENTRYPOINT), "grpc"], cwd=REPO_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
-                                  start_new_session=True)
+                                  start_new_session=True, preexec_fn=interruptible)
 
     def listening() -> bool:
         if server.poll() is not None:
