@@ -50,7 +50,6 @@ import os
 import select
 import signal
 import statistics
-import subprocess
 import sys
 import tempfile
 import threading

@@ -75,6 +75,14 @@ def build_pipeline_assets(
     """`run_config_classes`: every op config class of the model (filled in once all its parts are
     built); the first step of a run checks the whole run's config against them."""
     names = ModelNames(model.name)
+
+    def prestart_smoke_server(context: dg.AssetExecutionContext) -> None:
+        """Fork the smoke test's server at the first step of a run that stages a candidate: before
+        anything is trained, and before the run's writer thread stores anything (a fork in the
+        middle of a write could inherit its locks). Later calls find it started."""
+        if names.staging_model in context.job_def.asset_layer.selected_asset_keys:
+            smoke_server_prestart()
+
     run_config_classes = run_config_classes if run_config_classes is not None else {}
     declaration = model.declaration
     ValidationConfig = config_class("ValidationConfig", declaration.validation)
@@ -93,8 +101,7 @@ def build_pipeline_assets(
     def raw_data(context: dg.AssetExecutionContext) -> dg.Output[SourceData]:
         """The rows extracted from the model's declared source, with its declared feature set."""
         check_run_config(context.run.run_config, run_config_classes)
-        if names.staging_model in context.job_def.asset_layer.selected_asset_keys:
-            smoke_server_prestart()  # its ~1.5 s of imports overlap the whole training path, not training alone
+        prestart_smoke_server(context)
         data_source: DataSourceResource = getattr(context.resources, source_key)
         try:
             source = with_declared_kinds(data_source.load(), data_source.categorical, data_source.impute)
@@ -138,6 +145,7 @@ def build_pipeline_assets(
         """raw_data restricted to the declared features, with every Pandera check passed and every
         label among the known classes."""
         check_run_config(context.run.run_config, run_config_classes)
+        prestart_smoke_server(context)
         policy = ValidationPolicy(
             min_rows=config.min_rows,
             max_invalid_fraction=config.max_invalid_fraction,
@@ -231,7 +239,7 @@ def build_pipeline_assets(
         """A candidate version in the model's registry, with its holdout metrics. Data, params and
         code that an existing version was trained on register nothing new: that version is the candidate."""
         check_run_config(context.run.run_config, run_config_classes)
-        smoke_server_prestart()  # (started already when this run began at raw_data) staging's smoke test then starts at once
+        prestart_smoke_server(context)
         settings = TrainingSettings(
             estimator=config.estimator, params=config.params, holdout_fraction=config.holdout_fraction, seed=config.seed
         )
